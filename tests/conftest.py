@@ -1,0 +1,42 @@
+"""Shared test fixtures.
+
+Real footage, golden outputs and weights live in ``../shared`` (beside the checkout, never copied into
+the repo). Tests that need it skip when it is absent, except in CI (``CI=true``) where that is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VMATTE_SHARED", REPO.parent / "shared"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        message = f"{path} is missing (tests need ../shared beside the checkout)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def samples_dir(shared_dir) -> Path:
+    return _require(shared_dir / "samples")
+
+
+@pytest.fixture(scope="session")
+def golden_dir(shared_dir) -> Path:
+    return _require(shared_dir / "golden")
+
+
+@pytest.fixture(scope="session")
+def weights_dir(shared_dir) -> Path:
+    return _require(shared_dir / "weights")

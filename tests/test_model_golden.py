@@ -1,0 +1,76 @@
+"""The clean-room RVM reproduces the official model: golden outputs of the official TF.js graph (TF.js
+semantics) and of the official PyTorch code (torch semantics), with the official uint8 weights, run both
+frame by frame and as one chunk, with BatchNorm folded as in production."""
+
+import numpy as np
+import pytest
+import torch
+
+from vmatte.models import load_rvm, prepare_for_inference
+
+CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
+
+
+@pytest.fixture(scope="module")
+def tfjs_weights(weights_dir):
+    return weights_dir / "rvm_mobilenetv3_tfjs_int8"
+
+
+def assert_matches_golden(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+    """The golden README's criteria, per frame: max <= 1e-2, mean <= 2e-4, <= 0.01 % of values off by > 1e-3."""
+    for t, (a, e) in enumerate(zip(actual, expected.astype(np.float32))):
+        diff = np.abs(a - e)
+        assert diff.max() <= 1e-2, f"{what} frame {t}: max |diff| {diff.max():.2e}"
+        assert diff.mean() <= 2e-4, f"{what} frame {t}: mean |diff| {diff.mean():.2e}"
+        assert (diff > 1e-3).mean() <= 1e-4, f"{what} frame {t}: {(diff > 1e-3).mean():.2%} off by > 1e-3"
+
+
+def run_model(model, frames: np.ndarray, ratio: float, chunked: bool):
+    src = torch.from_numpy(frames.astype(np.float32) / 255).permute(0, 3, 1, 2)[None]
+    with torch.inference_mode():
+        if chunked:
+            out = model(src, None, ratio)
+            return out.pha[0], out.fgr[0], out.state
+        state, phas, fgrs = None, [], []
+        for t in range(src.shape[1]):
+            out = model(src[:, t : t + 1], state, ratio)
+            state = out.state
+            phas.append(out.pha[0])
+            fgrs.append(out.fgr[0])
+        return torch.cat(phas), torch.cat(fgrs), state
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["frame_by_frame", "chunk"])
+@pytest.mark.parametrize("semantics", ["tfjs", "torch"])
+@pytest.mark.parametrize("case", CASES)
+def test_golden(golden_dir, tfjs_weights, case, semantics, chunked):
+    inputs = np.load(golden_dir / f"{case}.npz", allow_pickle=False)
+    expected = inputs if semantics == "tfjs" else np.load(golden_dir / "torch_semantics" / f"{case}.npz")
+    model = prepare_for_inference(load_rvm(tfjs_weights, semantics=semantics), torch.device("cpu"), torch.float32)
+    pha, fgr, state = run_model(model, inputs["frames"], float(inputs["downsample_ratio"]), chunked)
+    assert_matches_golden(pha.permute(0, 2, 3, 1).numpy(), expected["pha"], "pha")
+    assert_matches_golden(fgr.permute(0, 2, 3, 1).numpy(), expected["fgr"], "fgr")
+    for i, r in enumerate(state, start=1):
+        diff = np.abs(r.permute(0, 2, 3, 1).numpy() - expected[f"r{i}"])
+        assert diff.max() <= 1e-3, f"r{i}: max |diff| {diff.max():.2e}"
+
+
+def test_semantics_really_differ(golden_dir, tfjs_weights):
+    """At ratio < 1 the two semantics give different mattes: each golden set pins its own."""
+    inputs = np.load(golden_dir / "webcamface_320x214_r0.375.npz")
+    model = load_rvm(tfjs_weights, semantics="torch")
+    pha, _, _ = run_model(model, inputs["frames"][:2], 0.375, chunked=True)
+    diff = np.abs(pha.permute(0, 2, 3, 1).numpy() - inputs["pha"][:2].astype(np.float32))
+    assert diff.max() > 0.05
+
+
+def test_alpha_only_equals_full_output(golden_dir, tfjs_weights):
+    inputs = np.load(golden_dir / "bedroom_320x180_r0.5.npz")
+    src = torch.from_numpy(inputs["frames"][:3].astype(np.float32) / 255).permute(0, 3, 1, 2)[None]
+    for semantics in ("tfjs", "torch"):
+        model = load_rvm(tfjs_weights, semantics=semantics)
+        with torch.inference_mode():
+            full = model(src, None, 0.5)
+            alpha_only = model(src, None, 0.5, need_fgr=False)
+        assert alpha_only.fgr is None
+        torch.testing.assert_close(alpha_only.pha, full.pha, rtol=0, atol=1e-6)

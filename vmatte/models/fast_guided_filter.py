@@ -1,0 +1,55 @@
+"""Fast guided filter refiner (no weights): upsamples the low-resolution prediction guided by the full frame."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .semantics import Semantics
+
+EPS = 1e-5
+
+
+def _box3(x: torch.Tensor, valid: bool) -> torch.Tensor:
+    """3x3 mean as two separable passes; ``valid`` (TF.js) leaves the borders out instead of zero-padding."""
+    c = x.shape[1]
+    tap = 1.0 / 3.0
+    rows = x.new_full((c, 1, 3, 1), tap)
+    cols = x.new_full((c, 1, 1, 3), tap)
+    if valid:  # TF.js order: vertical, then horizontal
+        return F.conv2d(F.conv2d(x, rows, groups=c), cols, groups=c)
+    return F.conv2d(F.conv2d(x, cols, padding=(0, 1), groups=c), rows, padding=(1, 0), groups=c)
+
+
+class FastGuidedFilterRefiner(nn.Module):
+    def forward(self, fine_src: torch.Tensor, base_src: torch.Tensor, base_fgr: torch.Tensor,
+                base_pha: torch.Tensor, base_hid: torch.Tensor, semantics: Semantics, need_fgr: bool = True):
+        """Each output channel is guided by its own channel: fgr by RGB, alpha by grey (the channel mean).
+
+        Without ``need_fgr`` only alpha is filtered (alpha-only runs skip three quarters of the full-size work)
+        and the returned foreground is None.
+        """
+        base_gray = base_src.mean(1, keepdim=True)
+        fine_gray = fine_src.mean(1, keepdim=True)
+        if not need_fgr:
+            lr_x, lr_y, hr_x = base_gray, base_pha, fine_gray
+        else:
+            lr_x = torch.cat([base_src, base_gray], dim=1)
+            lr_y = torch.cat([base_fgr, base_pha], dim=1)
+            hr_x = torch.cat([fine_src, fine_gray], dim=1)
+        valid = semantics.valid_box_filter
+        mean_x = _box3(lr_x, valid)
+        mean_y = _box3(lr_y, valid)
+        cov_xy = _box3(lr_x * lr_y, valid) - mean_x * mean_y
+        if valid:  # the graph's evaluation order
+            var_x_eps = _box3(lr_x * lr_x, valid) + (EPS - mean_x * mean_x)
+        else:
+            var_x_eps = _box3(lr_x * lr_x, valid) - mean_x * mean_x + EPS
+        a = cov_xy / var_x_eps
+        b = mean_y - a * mean_x
+        size = hr_x.shape[2:]
+        a = F.interpolate(a, size, mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size, mode="bilinear", align_corners=False)
+        out = a * hr_x + b
+        if not need_fgr:
+            return None, out
+        return out.split([3, 1], dim=1)

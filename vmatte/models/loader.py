@@ -1,0 +1,99 @@
+"""Builds a ready-to-run RVM network from a weight file of any supported format."""
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import VmatteError
+from .folding import fold_batchnorm
+from .matting_network import MattingNetwork
+from .semantics import BY_NAME, TORCH
+from .tfjs import ABSENT_PREFIXES, import_tfjs
+
+
+def _tfjs_model_json(path: Path) -> Path | None:
+    if path.is_dir() and (path / "model.json").is_file():
+        return path / "model.json"
+    if path.name == "model.json":
+        return path
+    return None
+
+
+def _read_state_dict(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files (EOFError, RuntimeError, UnpicklingError)
+        raise VmatteError(f"{path}: not a readable PyTorch weight file ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise VmatteError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load(model: MattingNetwork, state: dict, path: Path, absent: tuple[str, ...] = ()) -> None:
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise VmatteError(f"{path}: not an RVM {model.variant} state dict ({detail})") from None
+    missing = [k for k in result.missing_keys if not k.startswith(absent)]
+    if missing or result.unexpected_keys:
+        problems = [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in result.unexpected_keys[:3]]
+        raise VmatteError(f"{path}: not an RVM {model.variant} state dict ({len(missing)} missing, "
+                          f"{len(result.unexpected_keys)} unexpected keys: {', '.join(problems)})")
+
+
+def load_rvm(path: Path, semantics: str = "auto", refiner: str | None = None) -> MattingNetwork:
+    """An RVM network in eval mode with the weights of ``path``: an official ``.pth`` release file, or the
+    official TF.js export (its folder, its ``model.json`` or its ``.zip``).
+
+    ``semantics`` "auto" runs each format under the semantics it was made with (see ``semantics.py``).
+    ``refiner`` defaults to what the weights carry: deep guided filter for ``.pth``, fast for TF.js.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VmatteError(f"{path}: weight file not found")
+    if path.suffix == ".zip":
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(tmp)
+            except zipfile.BadZipFile as exc:
+                raise VmatteError(f"{path}: damaged zip archive ({exc})") from None
+            found = next(Path(tmp).rglob("model.json"), None)
+            if found is None:
+                raise VmatteError(f"{path}: no model.json inside; not the RVM TF.js export")
+            return load_rvm(found, semantics, refiner)
+    if model_json := _tfjs_model_json(path):
+        if refiner == "deep_guided_filter":
+            raise VmatteError(f"{path}: the TF.js export has no deep guided filter weights; use the fast one")
+        state, own_semantics = import_tfjs(model_json)
+        variant, refiner, absent = "mobilenetv3", "fast_guided_filter", ABSENT_PREFIXES
+    else:
+        state = _read_state_dict(path)
+        own_semantics, absent = TORCH, ("project_seg.",)
+        if "backbone.features.0.0.weight" in state:
+            variant = "mobilenetv3"
+        elif "backbone.conv1.weight" in state:
+            variant = "resnet50"
+        else:
+            raise VmatteError(f"{path}: not an RVM state dict (no MobileNetV3 or ResNet-50 backbone keys)")
+        trained_refiner = "deep_guided_filter" if "refiner.box_filter.weight" in state else "fast_guided_filter"
+        refiner = refiner or trained_refiner
+        if refiner == "deep_guided_filter" != trained_refiner:
+            raise VmatteError(f"{path}: has no deep guided filter weights; use the fast guided filter")
+        if refiner != trained_refiner:
+            state = {k: v for k, v in state.items() if not k.startswith("refiner.")}
+            absent += ("refiner.",)
+    chosen = own_semantics if semantics == "auto" else BY_NAME[semantics]
+    model = MattingNetwork(variant, refiner, chosen)
+    _load(model, state, path, absent)
+    return model.eval().requires_grad_(False)
+
+
+def prepare_for_inference(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """BatchNorm folded into the convolutions, moved to the device and precision it will run at."""
+    return fold_batchnorm(model).to(device=device, dtype=dtype)

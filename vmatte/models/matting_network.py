@@ -1,0 +1,79 @@
+"""RVM's MattingNetwork: encoder -> LR-ASPP -> recurrent decoder -> projection -> guided-filter refiner.
+
+The state-dict layout is exactly the official one, so the release files load with ``strict=True``. Recurrent
+state is explicit: ``forward`` takes the state [r1, r2, r3, r4] (or None for a fresh start) and returns the
+new one. A chunk of T frames runs every non-recurrent layer over all T at once; the output equals running
+the frames one by one.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .decoder import RecurrentDecoder
+from .deep_guided_filter import DeepGuidedFilterRefiner
+from .fast_guided_filter import FastGuidedFilterRefiner
+from .lraspp import LRASPP
+from .mobilenetv3 import MobileNetV3LargeEncoder
+from .resnet import ResNet50Encoder
+from .semantics import TORCH, Semantics
+
+VARIANTS = {
+    # variant: (encoder, ASPP channels, decoder channels)
+    "mobilenetv3": (MobileNetV3LargeEncoder, 128, (80, 40, 32, 16)),
+    "resnet50": (ResNet50Encoder, 256, (128, 64, 32, 16)),
+}
+REFINERS = {"deep_guided_filter": DeepGuidedFilterRefiner, "fast_guided_filter": FastGuidedFilterRefiner}
+
+
+class Projection(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@dataclass
+class MattingOutput:
+    fgr: torch.Tensor | None  # (B, T, 3, H, W) in [0, 1]; None when not asked for
+    pha: torch.Tensor  # (B, T, 1, H, W) in [0, 1]
+    state: list[torch.Tensor]  # [r1, r2, r3, r4] after the last frame
+
+
+class MattingNetwork(nn.Module):
+    def __init__(self, variant: str = "mobilenetv3", refiner: str = "deep_guided_filter",
+                 semantics: Semantics = TORCH):
+        super().__init__()
+        encoder, aspp_channels, decoder_channels = VARIANTS[variant]
+        self.variant = variant
+        self.refiner_name = refiner
+        self.semantics = semantics
+        self.backbone = encoder()
+        feature_channels = encoder.feature_channels
+        self.aspp = LRASPP(feature_channels[3], aspp_channels)
+        self.decoder = RecurrentDecoder((*feature_channels[:3], aspp_channels), decoder_channels)
+        self.project_mat = Projection(decoder_channels[3], 4)
+        # Segmentation head: part of the official layout (trained jointly), unused for matting.
+        self.project_seg = Projection(decoder_channels[3], 1)
+        self.refiner = REFINERS[refiner]()
+
+    def forward(self, src: torch.Tensor, state: list | None = None, downsample_ratio: float = 1.0,
+                need_fgr: bool = True) -> MattingOutput:
+        """src: (B, T, 3, H, W) RGB in [0, 1]."""
+        batch, frames = src.shape[:2]
+        fine = src.flatten(0, 1)
+        base = self.semantics.downsample(fine, downsample_ratio) if downsample_ratio != 1 else fine
+        f1, f2, f3, f4 = self.backbone(self.semantics.normalize(base))
+        f4 = self.aspp(f4)
+        hid, state = self.decoder(base, f1, f2, f3, f4, state or [None] * 4, batch)
+        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)
+        if downsample_ratio != 1:
+            fgr_residual, pha = self.refiner(fine, base, fgr_residual, pha, hid, self.semantics, need_fgr)
+        pha = pha.clamp(0.0, 1.0).unflatten(0, (batch, frames))
+        fgr = None
+        if need_fgr:
+            fgr = (fgr_residual + fine).clamp(0.0, 1.0).unflatten(0, (batch, frames))
+        return MattingOutput(fgr, pha, state)
