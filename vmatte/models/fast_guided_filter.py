@@ -21,21 +21,18 @@ def _box3(x: torch.Tensor, valid: bool) -> torch.Tensor:
 
 
 class FastGuidedFilterRefiner(nn.Module):
-    def forward(self, fine_src: torch.Tensor, base_src: torch.Tensor, base_fgr: torch.Tensor,
-                base_pha: torch.Tensor, base_hid: torch.Tensor, semantics: Semantics, need_fgr: bool = True):
-        """Each output channel is guided by its own channel: fgr by RGB, alpha by grey (the channel mean).
+    def forward(self, base_src: torch.Tensor, base_fgr: torch.Tensor, base_pha: torch.Tensor,
+                base_hid: torch.Tensor, semantics: Semantics, need_fgr: bool = True):
+        """Low-resolution guided-filter coefficients (A, b): output = A * guide + b at full resolution.
 
-        Without ``need_fgr`` only alpha is filtered (alpha-only runs skip three quarters of the full-size work)
-        and the returned foreground is None.
+        Each channel is guided by its own: the foreground residual by RGB, alpha by grey (the channel mean).
+        Without ``need_fgr`` only alpha's coefficients are computed.
         """
-        base_gray = base_src.mean(1, keepdim=True)
-        fine_gray = fine_src.mean(1, keepdim=True)
-        if not need_fgr:
-            lr_x, lr_y, hr_x = base_gray, base_pha, fine_gray
+        gray = base_src.mean(1, keepdim=True)
+        if need_fgr:
+            lr_x, lr_y = torch.cat([base_src, gray], dim=1), torch.cat([base_fgr, base_pha], dim=1)
         else:
-            lr_x = torch.cat([base_src, base_gray], dim=1)
-            lr_y = torch.cat([base_fgr, base_pha], dim=1)
-            hr_x = torch.cat([fine_src, fine_gray], dim=1)
+            lr_x, lr_y = gray, base_pha
         valid = semantics.valid_box_filter
         mean_x = _box3(lr_x, valid)
         mean_y = _box3(lr_y, valid)
@@ -45,11 +42,4 @@ class FastGuidedFilterRefiner(nn.Module):
         else:
             var_x_eps = _box3(lr_x * lr_x, valid) - mean_x * mean_x + EPS
         a = cov_xy / var_x_eps
-        b = mean_y - a * mean_x
-        size = hr_x.shape[2:]
-        a = F.interpolate(a, size, mode="bilinear", align_corners=False)
-        b = F.interpolate(b, size, mode="bilinear", align_corners=False)
-        out = a * hr_x + b
-        if not need_fgr:
-            return None, out
-        return out.split([3, 1], dim=1)
+        return a, mean_y - a * mean_x

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .decoder import RecurrentDecoder
 from .deep_guided_filter import DeepGuidedFilterRefiner
@@ -70,10 +71,27 @@ class MattingNetwork(nn.Module):
         f4 = self.aspp(f4)
         hid, state = self.decoder(base, f1, f2, f3, f4, state or [None] * 4, batch)
         fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)
-        if downsample_ratio != 1:
-            fgr_residual, pha = self.refiner(fine, base, fgr_residual, pha, hid, self.semantics, need_fgr)
-        pha = pha.clamp(0.0, 1.0).unflatten(0, (batch, frames))
-        fgr = None
-        if need_fgr:
-            fgr = (fgr_residual + fine).clamp(0.0, 1.0).unflatten(0, (batch, frames))
-        return MattingOutput(fgr, pha, state)
+        if downsample_ratio == 1:
+            fgr = (fgr_residual + fine).clamp_(0.0, 1.0) if need_fgr else None
+            pha = pha.clamp(0.0, 1.0)
+        else:
+            a, b = self.refiner(base, fgr_residual, pha, hid, self.semantics, need_fgr)
+            fgr, pha = _apply_coefficients(a, b, fine, need_fgr)
+        fgr = fgr.unflatten(0, (batch, frames)) if fgr is not None else None
+        return MattingOutput(fgr, pha.unflatten(0, (batch, frames)), state)
+
+
+def _apply_coefficients(a: torch.Tensor, b: torch.Tensor, fine: torch.Tensor, need_fgr: bool):
+    """The guided filter's full-resolution step, fgr = clamp(A * src + b + src) and pha = clamp(A * grey + b),
+    written as few passes over full-size memory as possible: at 1080p these dominate the run time."""
+    size = fine.shape[2:]
+    gray = fine.mean(1, keepdim=True)
+    if not need_fgr:
+        ab = F.interpolate(torch.cat([a, b], dim=1), size, mode="bilinear", align_corners=False)
+        return None, torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp_(0.0, 1.0)
+    # The residual's "+ src" folds into A: (A + 1) * src + b. Bilinear interpolation commutes with "+ 1".
+    a = torch.cat([a[:, :3] + 1, a[:, 3:]], dim=1)
+    ab = F.interpolate(torch.cat([a, b], dim=1), size, mode="bilinear", align_corners=False)
+    fgr = torch.addcmul(ab[:, 4:7], ab[:, :3], fine).clamp_(0.0, 1.0)
+    pha = torch.addcmul(ab[:, 7:], ab[:, 3:4], gray).clamp_(0.0, 1.0)
+    return fgr, pha
