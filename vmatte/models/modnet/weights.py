@@ -21,14 +21,16 @@ def strip_data_parallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[s
     return dict(state_dict)
 
 
+def _shape(value: object) -> str:
+    return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 def _layout_problems(expected: Mapping[str, torch.Tensor], given: Mapping[str, object]) -> list[str]:
+    """Human-readable differences between two state dict layouts (keys and shapes); empty when they match."""
     missing = [key for key in expected if key not in given]
     unexpected = [key for key in given if key not in expected]
-    wrong_shape = [
-        f"{key} {list(getattr(given[key], 'shape', []))} instead of {list(expected[key].shape)}"
-        for key in expected
-        if key in given and (not isinstance(given[key], torch.Tensor) or given[key].shape != expected[key].shape)
-    ]
+    wrong_shape = [f"{key} {_shape(given[key])} instead of {_shape(expected[key])}"
+                   for key in expected if key in given and _shape(given[key]) != _shape(expected[key])]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", wrong_shape)):
         if items:
