@@ -1,0 +1,146 @@
+"""Y'CbCr <-> R'G'B' conversion done in numpy, with the matrix and range stated explicitly.
+
+swscale is not used for this: checked against a hand computation, its default 8-bit path is biased by about
+one code value, and some of its flag combinations corrupt 10-bit input outright. The arithmetic here follows
+ITU-T H.273 (matrix coefficients) and BT.601/BT.709/BT.2020 (code ranges) directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+
+# ITU-T H.273 code points, named as FFmpeg names them.
+MATRIX_NAMES = {
+    0: "rgb", 1: "bt709", 2: "unspecified", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+    8: "ycgco", 9: "bt2020nc", 10: "bt2020c",
+}
+PRIMARIES_NAMES = {
+    1: "bt709", 2: "unspecified", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+    9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213",
+}
+TRANSFER_NAMES = {
+    1: "bt709", 2: "unspecified", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+    11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
+    18: "arib-std-b67",
+}
+RANGE_NAMES = {1: "tv", 2: "pc"}
+
+# (Kr, Kb) luma weights of the Y'CbCr matrices we convert; Kg = 1 - Kr - Kb.
+LUMA_WEIGHTS = {
+    "bt709": (0.2126, 0.0722),
+    "bt470bg": (0.299, 0.114),
+    "smpte170m": (0.299, 0.114),
+    "fcc": (0.30, 0.11),
+    "smpte240m": (0.212, 0.087),
+    "bt2020nc": (0.2627, 0.0593),
+}
+
+
+def code_point(names: dict[int, str], name: str) -> int:
+    """The H.273 number for a colour name (to tag encoders with)."""
+    return next(code for code, known in names.items() if known == name)
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a picture's code values are to be read: matrix, range and the tags that travel with it."""
+
+    matrix: str
+    range: str  # 'tv' (limited) or 'pc' (full)
+    primaries: str
+    transfer: str
+
+
+def is_yuv(pix_fmt: av.VideoFormat) -> bool:
+    return not pix_fmt.is_rgb and not pix_fmt.has_palette and len(pix_fmt.components) >= 3
+
+
+def frame_to_rgb(frame: av.VideoFrame, colour: Colour) -> np.ndarray:
+    """Decode a frame's pixels to HxWx3 RGB: uint8 for 8-bit formats, uint16 (full 0..65535) above."""
+    bits = frame.format.components[0].bits
+    if not is_yuv(frame.format):
+        # RGB, grey and palette formats: no matrix is involved, so swscale's repacking is exact.
+        return frame.reformat(format="rgb24" if bits <= 8 else "rgb48le").to_ndarray()
+    if len(frame.planes) < 3:
+        # Semi-planar or packed Y'CbCr (nv12, p010, yuyv422): repack to planar 4:4:4 first.
+        frame = frame.reformat(format="yuv444p" if bits <= 8 else "yuv444p16le")
+        bits = frame.format.components[0].bits
+    y, cb, cr = (_plane(frame, i) for i in range(3))
+    rgb = ycbcr_to_rgb(y, cb, cr, colour, bits)
+    if bits <= 8:
+        return _quantise(rgb, 255, np.uint8)
+    return _quantise(rgb, 65535, np.uint16)
+
+
+def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, colour: Colour, bits: int) -> np.ndarray:
+    """Integer planes (chroma possibly subsampled) -> float32 HxWx3 R'G'B' in [0, 1]."""
+    height, width = y.shape
+    cb = _upsample(cb, height, width)
+    cr = _upsample(cr, height, width)
+    scale = float(1 << (bits - 8))
+    if colour.range == "pc":
+        peak = float((1 << bits) - 1)
+        luma = y.astype(np.float32) / peak
+        cb = (cb.astype(np.float32) - (1 << (bits - 1))) / peak
+        cr = (cr.astype(np.float32) - (1 << (bits - 1))) / peak
+    else:
+        luma = (y.astype(np.float32) - 16 * scale) / (219 * scale)
+        cb = (cb.astype(np.float32) - 128 * scale) / (224 * scale)
+        cr = (cr.astype(np.float32) - 128 * scale) / (224 * scale)
+    kr, kb = LUMA_WEIGHTS[colour.matrix]
+    kg = 1.0 - kr - kb
+    rgb = np.empty((height, width, 3), np.float32)
+    rgb[..., 0] = luma + (2 * (1 - kr)) * cr
+    rgb[..., 2] = luma + (2 * (1 - kb)) * cb
+    rgb[..., 1] = (luma - kr * rgb[..., 0] - kb * rgb[..., 2]) / kg
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray, matrix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float R'G'B' in [0, 1] -> float32 Y' in [0, 1] and Cb, Cr in [-0.5, 0.5]."""
+    kr, kb = LUMA_WEIGHTS[matrix]
+    kg = 1.0 - kr - kb
+    r, g, b = (rgb[..., i].astype(np.float32, copy=False) for i in range(3))
+    luma = kr * r + kg * g + kb * b
+    cb = (b - luma) * np.float32(0.5 / (1 - kb))
+    cr = (r - luma) * np.float32(0.5 / (1 - kr))
+    return luma, cb, cr
+
+
+def limited_range(luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, bits: int) -> tuple[np.ndarray, ...]:
+    """Quantise Y'CbCr to limited ('tv') range integers of the given bit depth, rounding to nearest."""
+    scale = float(1 << (bits - 8))
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    y = np.rint((16 + 219 * luma) * scale).astype(dtype)
+    u = np.rint((128 + 224 * cb) * scale).astype(dtype)
+    v = np.rint((128 + 224 * cr) * scale).astype(dtype)
+    return y, u, v
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """One plane as a 2-D array view (without the line padding)."""
+    plane = frame.planes[index]
+    dtype = np.dtype(np.uint8 if frame.format.components[index].bits <= 8 else "<u2")
+    rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    return rows[:, : plane.width]
+
+
+def _upsample(chroma: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bring a subsampled chroma plane to luma size by an exact factor (bilinear, centre-sited)."""
+    factor_y = -(-height // chroma.shape[0])
+    factor_x = -(-width // chroma.shape[1])
+    if factor_x == factor_y == 1:
+        return chroma
+    # Plane views skip line padding, so copy to contiguous for cv2; scaling by exactly the subsampling
+    # factor keeps sample sites aligned, and the crop handles odd luma sizes.
+    chroma = np.ascontiguousarray(chroma)
+    size = (chroma.shape[1] * factor_x, chroma.shape[0] * factor_y)
+    return cv2.resize(chroma, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+
+
+def _quantise(rgb: np.ndarray, peak: int, dtype: type) -> np.ndarray:
+    return np.rint(rgb * np.float32(peak)).astype(dtype)

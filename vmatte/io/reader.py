@@ -1,0 +1,211 @@
+"""Frame sources: one interface over video files (PyAV) and image sequences.
+
+Frames are matched to the timeline that probing found (every frame's pts), not counted as they come out
+of the decoder, so a picture the decoder fails to produce is noticed, named by index and time, and either
+reported or stood in for -- never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vmatte.errors import VmatteError
+from vmatte.io.colour import LUMA_WEIGHTS, frame_to_rgb, is_yuv
+from vmatte.io.probe import Timeline, VideoInfo, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceFrame:
+    index: int  # 0-based position in display order
+    pts: int  # in the source time base
+    time: float  # seconds
+    rgb: np.ndarray  # HxWx3, C-contiguous, display orientation; uint8, or uint16 for deeper sources
+
+
+class FrameSource(ABC):
+    """Decoded frames of one source, in display order, as RGB."""
+
+    def __init__(self, info: VideoInfo, timeline: Timeline, skip_corrupt: bool) -> None:
+        self.info = info
+        self._timeline = timeline
+        self._skip_corrupt = skip_corrupt
+        self.repeated_frames = 0  # corrupt frames replaced by the previous good one (skip_corrupt=True)
+
+    def frames(self, start: int = 0) -> Iterator[SourceFrame]:
+        """Frames from index ``start`` on; identical to those a full decode yields at the same indices."""
+        if not 0 <= start <= self.info.frame_count:
+            raise ValueError(f"start={start} is outside 0..{self.info.frame_count}")
+        return self._frames(start)
+
+    @abstractmethod
+    def _frames(self, start: int) -> Iterator[SourceFrame]: ...
+
+    def close(self) -> None:
+        """Nothing is held open between iterations; kept so sources can be used as context managers."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _frame(self, index: int, rgb: np.ndarray) -> SourceFrame:
+        pts = self._timeline.pts[index]
+        return SourceFrame(index=index, pts=pts, time=float(pts * self.info.time_base), rgb=rgb)
+
+    def _stand_in(self, index: int, reason: str, last_good: np.ndarray | None) -> SourceFrame:
+        """The frame to yield where ``index`` could not be decoded: the last good one, or an error."""
+        pts = self._timeline.pts[index]
+        where = f"{self.info.path}: corrupt frame at index {index} (t={float(pts * self.info.time_base):.3f} s)"
+        if not self._skip_corrupt:
+            raise VmatteError(f"{where}: {reason} (skip_corrupt repeats the previous frame instead)")
+        if last_good is None:
+            raise VmatteError(f"{where}: {reason}, and there is no earlier good frame to repeat")
+        log.warning("%s: %s; repeating the previous frame", where, reason)
+        self.repeated_frames += 1
+        return self._frame(index, last_good)
+
+
+class VideoFileSource(FrameSource):
+    def _frames(self, start: int) -> Iterator[SourceFrame]:
+        if start == self.info.frame_count:
+            return
+        target_pts = self._timeline.pts[start]
+        seek_pts = max((pts for pts in self._timeline.keyframe_pts if pts <= target_pts), default=None)
+        if seek_pts is not None and seek_pts > self.info.start_pts:
+            with av.open(self.info.path) as container:
+                decoded = self._decoded(container, seek_pts)
+                first = next(decoded, None)
+                if first is None or first[0] <= start:
+                    yield from self._matched(_chain(first, decoded), start)
+                    return
+                decoded.close()
+            # The demuxer landed after the wanted frame (its index disagrees with the packets' keyframe
+            # flags); decoding from the start is slower but always right.
+            log.info("%s: seeking overshot frame %d; decoding from the start", self.info.path, start)
+        with av.open(self.info.path) as container:
+            yield from self._matched(self._decoded(container, None), start)
+
+    def _decoded(
+        self, container: av.container.InputContainer, seek_pts: int | None
+    ) -> Iterator[tuple[int, av.VideoFrame | None, str]]:
+        """(timeline index, frame, reason) for each decoder output; frame is None for a damaged picture."""
+        stream = container.streams[self._timeline.stream_index]
+        stream.thread_type = "AUTO"
+        if seek_pts is not None:
+            container.seek(seek_pts, stream=stream, backward=True)
+        index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
+        error = ""
+        for packet in container.demux(stream):
+            try:
+                frames = stream.decode(packet)
+            except av.FFmpegError as failure:
+                # With frame threading the error surfaces a few packets late, so it is not tied to a frame
+                # here: the picture it cost shows up as a gap in the timestamps and gets this reason.
+                error = f"decoding failed ({failure.strerror})"
+                continue
+            for frame in frames:
+                index = index_of.get(frame.pts)
+                if index is None:
+                    raise VmatteError(
+                        f"{self.info.path}: the decoder produced a frame at pts {frame.pts} that demuxing did not "
+                        "predict; the stream's timestamps are inconsistent"
+                    )
+                if frame.is_corrupt:
+                    yield index, None, "the decoder flagged the picture as damaged (error concealment)"
+                else:
+                    yield index, frame, error
+
+    def _matched(
+        self, decoded: Iterator[tuple[int, av.VideoFrame | None, str]], start: int
+    ) -> Iterator[SourceFrame]:
+        """Yield frames start.. in order, standing in for any the decoder did not produce."""
+        wanted = start
+        last_good: np.ndarray | av.VideoFrame | None = None
+        for index, frame, reason in decoded:
+            if index < wanted:  # decoded only to reach the wanted frame (after a seek)
+                if frame is not None:
+                    last_good = frame
+                continue
+            while wanted < index:
+                last_good = self._rgb(last_good)
+                yield self._stand_in(wanted, reason or "the decoder produced no picture", last_good)
+                wanted += 1
+            if frame is None:
+                last_good = self._rgb(last_good)
+                yield self._stand_in(index, reason, last_good)
+            else:
+                last_good = self._rgb(frame)
+                yield self._frame(index, last_good)
+            wanted += 1
+        while wanted < self.info.frame_count:
+            last_good = self._rgb(last_good)
+            yield self._stand_in(wanted, "the stream ended before this frame", last_good)
+            wanted += 1
+
+    def _rgb(self, frame: av.VideoFrame | np.ndarray | None) -> np.ndarray | None:
+        if frame is None or isinstance(frame, np.ndarray):
+            return frame
+        return self._timeline.orientation.apply(frame_to_rgb(frame, self.info.colour))
+
+
+class ImageSequenceSource(FrameSource):
+    def _frames(self, start: int) -> Iterator[SourceFrame]:
+        last_good = None
+        for index in range(start, self.info.frame_count):
+            try:
+                rgb = self._decode(index)
+            except (av.FFmpegError, StopIteration) as error:
+                if last_good is None and index > 0:
+                    last_good = self._last_good_before(index)
+                yield self._stand_in(index, f"{self._timeline.files[index].name} is unreadable ({error})", last_good)
+                continue
+            last_good = rgb
+            yield self._frame(index, rgb)
+
+    def _decode(self, index: int) -> np.ndarray:
+        path = self._timeline.files[index]
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+        if (frame.width, frame.height) != (self.info.width, self.info.height):
+            raise VmatteError(
+                f"{path}: {frame.width}x{frame.height}, but the sequence {self.info.path} is "
+                f"{self.info.width}x{self.info.height}; all images must have the same size"
+            )
+        return frame_to_rgb(frame, self.info.colour)
+
+    def _last_good_before(self, index: int) -> np.ndarray | None:
+        """What a full run would be repeating at ``index`` (needed when resuming onto a bad image)."""
+        for earlier in range(index - 1, -1, -1):
+            try:
+                return self._decode(earlier)
+            except (av.FFmpegError, StopIteration):
+                continue
+        return None
+
+
+def open_source(path_or_pattern: str | Path, *, skip_corrupt: bool = False) -> FrameSource:
+    """Open a video file, a folder of images or a frame pattern (``frames/%06d.png``) for reading."""
+    info, timeline = scan(path_or_pattern)
+    if info.colour_matrix not in LUMA_WEIGHTS and is_yuv(av.VideoFormat(info.pix_fmt)):
+        raise VmatteError(
+            f"{info.path}: colour matrix '{info.colour_matrix}' is not supported "
+            f"(supported: {', '.join(sorted(LUMA_WEIGHTS))})"
+        )
+    source_type = ImageSequenceSource if info.is_image_sequence else VideoFileSource
+    return source_type(info, timeline, skip_corrupt)
+
+
+def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
+    if first is not None:
+        yield first
+    yield from rest

@@ -1,0 +1,57 @@
+"""Image sequences named by a folder or by a printf pattern such as ``frames/%06d.png``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vmatte.errors import VmatteError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".dpx"}
+_PRINTF_NUMBER = re.compile(r"%(0?\d*)d")
+
+
+def is_pattern(path: str | Path) -> bool:
+    """True for a printf-style frame pattern (``%d`` or ``%06d`` in the file name)."""
+    return _PRINTF_NUMBER.search(Path(path).name) is not None
+
+
+def is_sequence(path: str | Path) -> bool:
+    return Path(path).is_dir() or is_pattern(path)
+
+
+def sequence_files(path: str | Path) -> list[Path]:
+    """The images of a sequence in frame order; raises VmatteError when there are none."""
+    path = Path(path)
+    if is_pattern(path):
+        files = _pattern_files(path)
+    elif path.is_dir():
+        files = sorted(
+            (child for child in path.iterdir() if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file()),
+            key=_natural_key,
+        )
+    else:
+        raise VmatteError(f"{path}: not a folder of images or a frame pattern like frames/%06d.png")
+    if not files:
+        raise VmatteError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _pattern_files(pattern: Path) -> list[Path]:
+    folder = pattern.parent
+    if not folder.is_dir():
+        raise VmatteError(f"{pattern}: folder {folder} does not exist")
+    match = _PRINTF_NUMBER.search(pattern.name)
+    head, tail = pattern.name[: match.start()], pattern.name[match.end() :]
+    name = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
+    numbered = []
+    for child in folder.iterdir():
+        found = name.match(child.name)
+        if found:
+            numbered.append((int(found.group(1)), child))
+    return [child for _, child in sorted(numbered)]
+
+
+def _natural_key(path: Path) -> list:
+    """Sort 'frame2' before 'frame10' as a person would."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]

@@ -1,0 +1,99 @@
+"""Crash-safe progress: the work folder kept beside an output, and the checkpoint that lets a run resume.
+
+A checkpoint is taken at segment boundaries, after every output's segment is safely on disk. It holds the
+frame reached, the recurrent state, any smoothing buffer, and a fingerprint of everything that shapes the
+result; a run resumes only when its fingerprint is the same, so results of two settings never mix.
+Checkpoints are written atomically (temporary file, fsync, rename): a kill at any instant leaves either the
+old or the new one.
+"""
+
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import VmatteError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def work_dir_for(output: str | Path) -> Path:
+    """The hidden work folder of an output: ``clip/alpha.mov`` -> ``clip/.alpha.mov.vmatte``; for a PNG
+    sequence (``frames/%06d.png`` or ``frames/``), beside its folder."""
+    path = Path(str(output).rstrip("/\\"))
+    if "%" in path.name:
+        path = path.parent
+    return path.parent / f".{path.name}.vmatte"
+
+
+@dataclass
+class Checkpoint:
+    fingerprint: dict
+    next_frame: int  # frames [0, next_frame) are in finished segments
+    segments: int  # finished segments per output
+    state: list | None = None  # recurrent state after frame next_frame - 1, on the CPU
+    extra: dict = field(default_factory=dict)  # other stage state (smoothing buffer, pre-roll)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not every platform can open a directory
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename, fsync the folder: the file is either the old or the new, never torn."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, "fingerprint": json.dumps(checkpoint.fingerprint, sort_keys=True),
+                "next_frame": checkpoint.next_frame, "segments": checkpoint.segments,
+                "state": checkpoint.state, "extra": checkpoint.extra}, buffer)
+    write_atomically(work_dir / CHECKPOINT, buffer.getvalue())
+
+
+def load_checkpoint(work_dir: Path) -> Checkpoint | None:
+    """The saved checkpoint, or None when there is none. A damaged one raises ``CorruptCheckpoint``."""
+    path = work_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("format") != FORMAT_VERSION:
+            raise ValueError(f"format {saved.get('format')!r}")
+        return Checkpoint(json.loads(saved["fingerprint"]), int(saved["next_frame"]), int(saved["segments"]),
+                          saved["state"], saved["extra"])
+    except Exception as exc:  # any damage: truncated zip, bad pickle data, missing keys
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+class CorruptCheckpoint(VmatteError):
+    pass
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """Settings whose values differ, as 'name: saved -> now' lines."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def remove_work_dir(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)
