@@ -32,7 +32,7 @@ def user_errors():
         yield
     except VmatteError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: nothing finished was written")
         raise typer.Exit(130) from None
@@ -73,6 +73,7 @@ def run_command(
     png_depth: int = typer.Option(16, "--png-depth", help="Bit depth of PNG outputs: 8 or 16."),
     premultiplied: bool = typer.Option(False, "--premultiplied", help="Premultiply the foreground by alpha."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of an interrupted run."),
     skip_corrupt: bool = typer.Option(False, "--skip-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -87,7 +88,7 @@ def run_command(
         settings = JobSettings(input=input, outputs=outputs, model=model, weights=weights,
                                downsample_ratio=parse_ratio(downsample_ratio), device=device, precision=precision,
                                chunk=chunk, png_depth=png_depth, premultiplied=premultiplied, background=bg,
-                               overwrite=overwrite, skip_corrupt=skip_corrupt)
+                               overwrite=overwrite, skip_corrupt=skip_corrupt, fresh=fresh)
         with make_progress(quiet) as progress:
             task = progress.add_task(input.name, total=None, fps=0.0)
 

@@ -1,10 +1,13 @@
 """decode -> infer -> write, as three concurrent stages joined by bounded queues.
 
-Frames stream through in chunks, so memory stays flat however long the clip. The decoder and the writers
-run in threads (PyAV and NumPy release the GIL for their heavy work) while the model runs on the calling
-thread. Every output goes to a temporary name and is moved into place only when the whole run succeeded.
+Frames stream through in chunks, so memory stays flat however long the clip. The decoder and the writer run
+in threads (PyAV, NumPy and PyTorch release the GIL for their heavy work) while the model runs on the calling
+thread. Outputs are built in hidden work folders, segment by segment, with a checkpoint after each segment
+(see ``resume.py``): an interrupted run picks up where it stopped, and the finished files appear only when
+the whole run has succeeded.
 """
 
+import os
 import queue
 import threading
 import time
@@ -15,12 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
-from .io import SourceFrame, open_background, open_source, open_writer
+from .io import SourceFrame, VideoInfo, open_background, open_source
+from .models.weights import sha256_of
+from .outputs import OutputTrack, existing_output
+from .resume import (Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint, save_checkpoint)
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
+SEGMENT_FRAMES = 64  # frames per segment (rounded up to whole chunks): the most work a crash can lose
 
 
 @dataclass
@@ -40,6 +48,7 @@ class JobSettings:
     background: str = "green"
     overwrite: bool = False
     skip_corrupt: bool = False
+    fresh: bool = False  # discard saved progress instead of resuming
 
 
 @dataclass
@@ -47,36 +56,50 @@ class JobResult:
     frames: int
     seconds: float
     outputs: dict[str, str]
+    resumed_from: int = 0
     repeated_frames: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        done = self.frames - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+class Interrupted(VmatteError):
+    """Ctrl-C: progress is kept; running the same command again resumes."""
+
+    exit_code = 130
+
+
+class _Stopped(Exception):
+    """The run is stopping (another stage failed, or the user interrupted); the reason is raised elsewhere."""
 
 
 class _Stage(threading.Thread):
-    """A worker thread whose exception is handed back to the caller instead of being printed."""
+    """A worker thread whose exception is handed back to the calling thread instead of being printed."""
 
     def __init__(self, name: str, target: Callable[[], None]):
         super().__init__(name=name, daemon=True)
-        self._target_fn = target
+        self._work = target
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self._target_fn()
+            self._work()
         except _Stopped:
             pass
-        except BaseException as exc:  # re-raised on the calling thread by _check
+        except BaseException as exc:
             self.error = exc
 
 
-_DONE = object()
+def _check(stages: list[_Stage]) -> None:
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> None:
-    """Blocking put that gives up (raising) when the run is being stopped."""
     while not stop.is_set():
         try:
             q.put(item, timeout=0.1)
@@ -86,8 +109,8 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
     raise _Stopped
 
 
-def _get(q: queue.Queue, stop: threading.Event, stages: list["_Stage"] = ()):
-    """Blocking get that raises a failed stage's error, or gives up when the run is being stopped."""
+def _get(q: queue.Queue, stop: threading.Event, stages: list[_Stage] = ()):
+    """Blocking get that raises a failed stage's error, or gives up when the run is stopping."""
     while not stop.is_set():
         _check(stages)
         try:
@@ -97,21 +120,11 @@ def _get(q: queue.Queue, stop: threading.Event, stages: list["_Stage"] = ()):
     raise _Stopped
 
 
-class _Stopped(Exception):
-    """The run is stopping (another stage failed, or the user interrupted); the real reason is raised elsewhere."""
-
-
-def _check(stages) -> None:
-    for stage in stages:
-        if stage.error is not None:
-            raise stage.error
-
-
 def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
     """(T, 3, H, W) float32 in [0, 1]; the HWC frames are viewed, not transposed (channels-last strides)."""
     batch = np.stack([f.rgb for f in frames])
     scale = 255.0 if batch.dtype == np.uint8 else 65535.0
-    tensor = torch.from_numpy(batch.astype(np.float32) if batch.dtype != np.uint8 else batch)
+    tensor = torch.from_numpy(batch if batch.dtype == np.uint8 else batch.astype(np.float32))
     return tensor.permute(0, 3, 1, 2).float().div_(scale)
 
 
@@ -121,20 +134,62 @@ def check_outputs(outputs: dict[str, str], overwrite: bool) -> None:
     for kind, path in outputs.items():
         if kind not in OUTPUT_KINDS:
             raise VmatteError(f"unknown output kind {kind!r}")
-        target = Path(path)
-        exists = target.is_file() or (target.is_dir() and any(target.iterdir()))
-        if "%" in path:  # printf pattern: the first frame's file tells whether a sequence is there
-            exists = Path(path % 0).exists() or Path(path % 1).exists()
-        if exists and not overwrite:
+        if existing_output(path) and not overwrite:
             raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
-    paths = [str(Path(p)) for p in outputs.values()]
+    paths = [os.path.abspath(p) for p in outputs.values()]
     if len(set(paths)) != len(paths):
         raise VmatteError("two outputs have the same path")
 
 
+def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, ratio: float,
+                segment_frames: int) -> dict:
+    """Everything that shapes the result; a saved run resumes only under the same fingerprint."""
+    source = Path(settings.input)
+    stat = source.stat()
+    weights = engine.weights_path
+    weight_files = sorted(weights.iterdir()) if weights.is_dir() else [weights]
+    model = engine.model
+    return {
+        "vmatte": __version__,
+        "input": str(source.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+        "frames": info.frame_count,
+        "model": engine.model_name, "weights_sha256": [sha256_of(f) for f in weight_files],
+        "semantics": model.semantics.name, "refiner": model.refiner_name,
+        "downsample_ratio": ratio, "precision": str(engine.dtype), "device": engine.device.type,
+        "chunk": settings.chunk, "segment_frames": segment_frames,
+        "outputs": {k: os.path.abspath(p) for k, p in settings.outputs.items()},
+        "png_depth": settings.png_depth, "premultiplied": settings.premultiplied,
+        "background": settings.background if "comp" in settings.outputs else None,
+    }
+
+
+def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:
+    """The checkpoint to continue from, or None for a clean start (with the work folders cleared)."""
+    primary = tracks[0].work_dir  # the checkpoint lives in the first output's work folder
+    checkpoint = None
+    if not fresh:
+        try:
+            checkpoint = load_checkpoint(primary)
+        except CorruptCheckpoint as exc:
+            notice(f"{exc}; starting over")
+    if checkpoint is not None:
+        differences = fingerprint_differences(checkpoint.fingerprint, current)
+        if differences:
+            raise VmatteError(
+                f"saved progress in {primary} was made with other settings ({'; '.join(differences)}); "
+                "run with the same settings to resume, or add --fresh to start over")
+        return checkpoint
+    for track in tracks:
+        track.remove_work_dir()
+    return None
+
+
 def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             on_progress: Callable[[int, int], None] | None = None, notice: Callable[[str], None] = print) -> JobResult:
-    """Mattes one input into the requested outputs. ``on_progress(done, total)`` is called after each chunk."""
+    """Mattes one input into the requested outputs, resuming saved progress when there is some.
+
+    ``on_progress(done, total)`` is called after each chunk.
+    """
     check_outputs(settings.outputs, settings.overwrite)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt)
     info = source.info
@@ -143,67 +198,102 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                                     precision=settings.precision, semantics=settings.semantics,
                                     refiner=settings.refiner, notice=notice)
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
+    segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
+    tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
+                          premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
+    current = fingerprint(settings, info, engine, ratio, segment_frames)
+    checkpoint = _resume_point(tracks, current, settings.fresh, notice)
+    start_frame = checkpoint.next_frame if checkpoint else 0
+    segments_done = checkpoint.segments if checkpoint else 0
+    state = [r.to(engine.device, engine.dtype) for r in checkpoint.state] if checkpoint and checkpoint.state else None
+    for track in tracks:
+        track.discard_segments_from(segments_done)
+    if start_frame:
+        notice(f"resuming {Path(settings.input).name} from frame {start_frame} of {info.frame_count}")
+
     need_fgr = "fgr" in settings.outputs or "comp" in settings.outputs
     background = open_background(settings.background, info.width, info.height) if "comp" in settings.outputs else None
     audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
-    writers = {}
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
     inferred: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+    # Written by the writer stage: finished segments, the frame after the last checkpointed one, frames written.
+    progress = {"segments": segments_done, "next_frame": start_frame, "written": start_frame}
 
     def decode() -> None:
-        for chunk in _chunks(source.frames(), settings.chunk):
+        for chunk in _chunks(source.frames(start_frame), settings.chunk):
             _put(decoded, (chunk, frames_to_tensor(chunk)), stop)
-        _put(decoded, _DONE, stop)
+        _put(decoded, None, stop)
 
     def write() -> None:
-        while (item := _get(inferred, stop)) is not _DONE:
-            frames, pha, fgr = item
-            for t, frame in enumerate(frames):
-                _write_frame(writers, frame, pha[t], None if fgr is None else fgr[t], background)
+        writers: dict = {}
+        try:
+            while (item := _get(inferred, stop)) is not None:
+                frames, pha, fgr, boundary_state = item
+                if not writers:
+                    writers = {t.kind: t.open_segment(progress["segments"], frames[0].index) for t in tracks}
+                for t, frame in enumerate(frames):
+                    _write_frame(writers, frame, pha[t], None if fgr is None else fgr[t], background)
+                progress["written"] = frames[-1].index + 1
+                if boundary_state is not None:
+                    _finish_segment(writers, boundary_state)
+            if writers:
+                _finish_segment(writers, None)
+        finally:
+            for writer in writers.values():
+                writer.abort()
+
+    def _finish_segment(writers: dict, boundary_state) -> None:
+        """Closes the segment in every output, then records it in a checkpoint (the order matters for a crash)."""
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        progress["segments"] += 1
+        progress["next_frame"] = progress["written"]
+        save_checkpoint(tracks[0].work_dir,
+                        Checkpoint(current, progress["next_frame"], progress["segments"], boundary_state))
 
     stages = [_Stage("decode", decode), _Stage("write", write)]
     start = time.perf_counter()
-    done = 0
+    done = start_frame
     try:
-        for kind, path in settings.outputs.items():
-            writers[kind] = open_writer(kind, path, info, png_depth=settings.png_depth,
-                                        premultiplied=settings.premultiplied,
-                                        audio_from=audio_from if kind != "alpha" else None)
         for stage in stages:
             stage.start()
-        state = None
-        while (item := _get(decoded, stop, stages)) is not _DONE:
+        while (item := _get(decoded, stop, stages)) is not None:
             frames, tensor = item
             out = engine.run(tensor, state, ratio, need_fgr=need_fgr)
             state = out.state
+            done = frames[-1].index + 1
+            # At a segment boundary the state travels with the chunk, to be saved once the segment is on disk.
+            boundary_state = [r.detach().float().cpu().clone() for r in state] if done % segment_frames == 0 else None
             pha = out.pha[0, :, 0].numpy()
             fgr = out.fgr[0].permute(0, 2, 3, 1).numpy() if out.fgr is not None else None
-            _put(inferred, (frames, pha, fgr), stop)
-            _check(stages)
-            done += len(frames)
+            _put(inferred, (frames, pha, fgr, boundary_state), stop)
             if on_progress:
                 on_progress(done, info.frame_count)
-        _put(inferred, _DONE, stop)
+        _put(inferred, None, stop)
         while stages[1].is_alive():
             stages[1].join(0.1)
             _check(stages)
         _check(stages)
-        if done == 0:
+        if progress["next_frame"] == 0:
             raise VmatteError(f"{settings.input}: no frames could be decoded")
-        for writer in writers.values():
-            writer.close()
-    except BaseException:
+        for track in tracks:
+            track.finalize(progress["segments"], audio_from)
+    except KeyboardInterrupt:
         stop.set()
         _join(stages)
-        for writer in writers.values():
-            writer.abort()
-        raise
+        raise Interrupted(f"interrupted at frame {progress['next_frame']} of {info.frame_count} (progress saved); "
+                          "run the same command again to resume, or add --fresh to start over") from None
     finally:
         stop.set()
         _join(stages)
         source.close()
-    result = JobResult(done, time.perf_counter() - start, dict(settings.outputs), source.repeated_frames)
+        if background is not None:
+            background.close()
+    for track in tracks:
+        track.remove_work_dir()
+    result = JobResult(done, time.perf_counter() - start, dict(settings.outputs), start_frame, source.repeated_frames)
     if result.repeated_frames:
         result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
     return result

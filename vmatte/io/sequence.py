@@ -41,15 +41,20 @@ def _pattern_files(pattern: Path) -> list[Path]:
     folder = pattern.parent
     if not folder.is_dir():
         raise VmatteError(f"{pattern}: folder {folder} does not exist")
-    match = _PRINTF_NUMBER.search(pattern.name)
-    head, tail = pattern.name[: match.start()], pattern.name[match.end() :]
-    name = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
+    name = numbered_name(pattern.name)
     numbered = []
     for child in folder.iterdir():
         found = name.match(child.name)
         if found:
             numbered.append((int(found.group(1)), child))
     return [child for _, child in sorted(numbered)]
+
+
+def numbered_name(pattern_name: str) -> re.Pattern:
+    """The file names a printf pattern such as ``%06d.png`` produces, with the number as group 1."""
+    match = _PRINTF_NUMBER.search(pattern_name)
+    head, tail = pattern_name[: match.start()], pattern_name[match.end() :]
+    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
 
 
 def _natural_key(path: Path) -> list:

@@ -93,17 +93,9 @@ class _VideoFileWriter(FrameWriter):
         self, kind: str, path: Path, info: VideoInfo, premultiplied: bool, audio_from: str | Path | None
     ) -> None:
         super().__init__(kind, path, info, premultiplied)
-        self._partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-        _make_parent(path)
-        try:
-            # A movie timescale equal to the track's keeps a non-zero first pts exact (the edit list that
-            # carries it is written in movie units, by default milliseconds).
-            self._container = av.open(
-                str(self._partial), "w", format=self.container_format,
-                options={"movie_timescale": str(info.time_base.denominator), **self._container_options()},
-            )
-        except (av.FFmpegError, OSError) as error:
-            raise VmatteError(f"{path}: cannot write here ({error})") from None
+        self._partial = partial_path(path)
+        self._container = open_output_container(path, self._partial, info, self.container_format,
+                                                self._container_options())
         self._audio: AudioTrack | None = None
         try:
             self._stream = self._container.add_stream(self.codec, rate=info.frame_rate)
@@ -204,7 +196,8 @@ class H264PreviewWriter(_VideoFileWriter):
         stream.width = self.info.width + self.info.width % 2
         stream.height = self.info.height + self.info.height % 2
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "medium"}
+        # No B-frames: segments of a resumable run then join by stream copy with rising timestamps.
+        stream.options = {"crf": "18", "preset": "medium", "bf": "0"}
         _tag_colour(stream.codec_context, BT709)
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:
@@ -229,8 +222,11 @@ class PngSequenceWriter(FrameWriter):
         ("comp", 8): "rgb24", ("comp", 16): "rgb48be",
     }
 
-    def __init__(self, kind: str, path: Path, info: VideoInfo, premultiplied: bool, depth: int) -> None:
+    def __init__(
+        self, kind: str, path: Path, info: VideoInfo, premultiplied: bool, depth: int, first_index: int = 0
+    ) -> None:
         super().__init__(kind, path, info, premultiplied)
+        self._first_index = first_index  # a resumed run continues the numbering where it stopped
         if depth not in (8, 16):
             raise VmatteError(f"{path}: PNG depth must be 8 or 16, not {depth}")
         self._pattern = str(path) if is_pattern(path) else str(path / "%06d.png")
@@ -255,7 +251,7 @@ class PngSequenceWriter(FrameWriter):
         frame = av.VideoFrame.from_ndarray(values, format=self._format)
         frame.pts = pts
         data = b"".join(bytes(packet) for packet in self._encoder.encode(frame))
-        final = Path(self._pattern % self.frames_written)
+        final = Path(self._pattern % (self._first_index + self.frames_written))
         self._temporary = final.with_name(f".{final.name}.partial")
         try:
             self._temporary.write_bytes(data)
@@ -282,20 +278,42 @@ def open_writer(
     png_depth: int = 16,
     premultiplied: bool = False,
     audio_from: str | Path | None = None,
+    first_index: int = 0,
 ) -> FrameWriter:
-    """Open the writer the path asks for (see SUPPORTED); audio_from adds the source's audio to fgr/comp .mov."""
+    """Open the writer the path asks for (see SUPPORTED); audio_from adds the source's audio to fgr/comp .mov;
+    a PNG sequence numbers its files from ``first_index``."""
     if kind not in KINDS:
         raise VmatteError(f"unknown output kind '{kind}' (expected one of: {', '.join(KINDS)})")
     text = str(path)
     path = Path(path)
     if text.endswith(("/", os.sep)) or path.is_dir() or (is_pattern(path) and path.suffix.lower() == ".png"):
-        return PngSequenceWriter(kind, path, info, premultiplied, png_depth)
+        return PngSequenceWriter(kind, path, info, premultiplied, png_depth, first_index)
     suffix = path.suffix.lower()
     if suffix == ".mov":
         return ProResWriter(kind, path, info, premultiplied, audio_from if kind != "alpha" else None)
     if suffix == ".mp4" and kind == "comp":
         return H264PreviewWriter(kind, path, info, premultiplied, None)
     raise VmatteError(f"{path}: cannot write {kind} output to this kind of path; supported: {SUPPORTED}")
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden name a video file grows under until it is complete."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def open_output_container(
+    path: Path, partial: Path, info: VideoInfo, container_format: str, options: dict[str, str]
+) -> av.container.OutputContainer:
+    _make_parent(path)
+    try:
+        # A movie timescale equal to the track's keeps a non-zero first pts exact (the edit list that
+        # carries it is written in movie units, by default milliseconds).
+        return av.open(
+            str(partial), "w", format=container_format,
+            options={"movie_timescale": str(info.time_base.denominator), **options},
+        )
+    except (av.FFmpegError, OSError) as error:
+        raise VmatteError(f"{path}: cannot write here ({error})") from None
 
 
 def output_colour(info: VideoInfo) -> Colour:

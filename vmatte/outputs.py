@@ -1,0 +1,99 @@
+"""An output as a resumable run builds it: in its hidden work folder, segment by segment, and put in place in
+one step when the run is complete.
+
+Video outputs (.mov, .mp4) are written as closed segments and joined by stream copy at the end; PNG
+sequences are written frame by frame (each file atomically) into the work folder and moved into place.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from .errors import VmatteError
+from .io import FrameWriter, VideoInfo, open_writer
+from .io.segments import join_segments
+from .io.sequence import is_pattern, numbered_name
+from .resume import work_dir_for
+
+DEFAULT_PNG_NAME = "%06d.png"
+
+
+def is_png_sequence(path: str) -> bool:
+    return path.endswith(("/", os.sep)) or Path(path).is_dir() or (is_pattern(path) and path.lower().endswith(".png"))
+
+
+def existing_output(path: str) -> bool:
+    """Whether a finished output is already at ``path`` (a file, or a sequence with its first frames)."""
+    target = Path(path)
+    if is_pattern(path):
+        return Path(path % 0).exists() or Path(path % 1).exists()
+    return target.is_file() or (target.is_dir() and any(p for p in target.iterdir() if not p.name.startswith(".")))
+
+
+class OutputTrack:
+    def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool):
+        self.kind = kind
+        self.path = path
+        self.info = info
+        self.png_depth = png_depth
+        self.premultiplied = premultiplied
+        self.work_dir = work_dir_for(path)
+        self.is_png = is_png_sequence(path)
+        if self.is_png:
+            pattern = Path(path) if is_pattern(path) else Path(path) / DEFAULT_PNG_NAME
+            self.target_dir, self.png_name = pattern.parent, pattern.name
+        self.suffix = Path(path).suffix.lower()
+
+    def segment_path(self, index: int) -> Path:
+        return self.work_dir / f"segment-{index:06d}{self.suffix}"
+
+    def open_segment(self, index: int, first_frame: int) -> FrameWriter:
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VmatteError(f"{self.path}: cannot create the work folder {self.work_dir} ({exc})") from None
+        if self.is_png:
+            return open_writer(self.kind, self.work_dir / "frames" / self.png_name, self.info,
+                               png_depth=self.png_depth, premultiplied=self.premultiplied, first_index=first_frame)
+        return open_writer(self.kind, self.segment_path(index), self.info, png_depth=self.png_depth,
+                           premultiplied=self.premultiplied)
+
+    def discard_segments_from(self, index: int) -> None:
+        """Drops segments written after the checkpoint being resumed from, and any a kill left half-written
+        (PNG frames are simply rewritten)."""
+        if self.work_dir.is_dir() and not self.is_png:
+            for partial in self.work_dir.glob(".segment-*.partial*"):
+                partial.unlink()
+            for segment in self.work_dir.glob(f"segment-*{self.suffix}"):
+                if int(segment.stem.split("-")[1]) >= index:
+                    segment.unlink()
+
+    def finalize(self, segments: int, audio_from: Path | None) -> None:
+        """Puts the finished output in place: joined segments, or the PNG frames moved from the work folder."""
+        if not self.is_png:
+            join_segments([self.segment_path(i) for i in range(segments)], Path(self.path), self.info,
+                          audio_from if self.kind != "alpha" else None)
+            return
+        frames = self.work_dir / "frames"
+        self._remove_old_sequence()
+        if not self.target_dir.exists() or not any(self.target_dir.iterdir()):
+            # A new folder appears in one step.
+            if self.target_dir.exists():
+                self.target_dir.rmdir()
+            self.target_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(frames, self.target_dir)
+        else:
+            for frame in sorted(frames.iterdir()):
+                os.replace(frame, self.target_dir / frame.name)
+
+    def _remove_old_sequence(self) -> None:
+        """With --overwrite, a longer earlier sequence must not leave its extra frames behind."""
+        if not self.target_dir.is_dir():
+            return
+        name = numbered_name(self.png_name)
+        for old in self.target_dir.iterdir():
+            if name.match(old.name):
+                old.unlink()
+
+    def remove_work_dir(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
