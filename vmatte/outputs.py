@@ -68,14 +68,16 @@ class OutputTrack:
                 if int(segment.stem.split("-")[1]) >= index:
                     segment.unlink()
 
-    def finalize(self, segments: int, audio_from: Path | None) -> None:
+    def finalize(self, segments: int, frames_total: int, audio_from: Path | None) -> None:
         """Puts the finished output in place: joined segments, or the PNG frames moved from the work folder."""
         if not self.is_png:
             join_segments([self.segment_path(i) for i in range(segments)], Path(self.path), self.info,
                           audio_from if self.kind != "alpha" else None)
             return
         frames = self.work_dir / "frames"
-        self._remove_old_sequence()
+        if not frames.is_dir():  # moved into place already, by a run killed before it could tidy up
+            return
+        self._remove_frames_from(frames_total)
         if not self.target_dir.exists() or not any(self.target_dir.iterdir()):
             # A new folder appears in one step.
             if self.target_dir.exists():
@@ -86,13 +88,14 @@ class OutputTrack:
             for frame in sorted(frames.iterdir()):
                 os.replace(frame, self.target_dir / frame.name)
 
-    def _remove_old_sequence(self) -> None:
-        """With --overwrite, a longer earlier sequence must not leave its extra frames behind."""
+    def _remove_frames_from(self, first: int) -> None:
+        """With --overwrite, a longer earlier sequence must not leave its extra frames behind (the others are
+        replaced one by one, so a move cut short by a kill can simply be repeated)."""
         if not self.target_dir.is_dir():
             return
         name = numbered_name(self.png_name)
         for old in self.target_dir.iterdir():
-            if name.match(old.name):
+            if (found := name.match(old.name)) and int(found.group(1)) >= first:
                 old.unlink()
 
     def remove_work_dir(self) -> None:

@@ -24,7 +24,8 @@ from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .models.weights import sha256_of
 from .outputs import OutputTrack, existing_output
-from .resume import (Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint, save_checkpoint)
+from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
+                     save_checkpoint, work_dir_for)
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
@@ -190,7 +191,9 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
     ``on_progress(done, total)`` is called after each chunk.
     """
-    check_outputs(settings.outputs, settings.overwrite)
+    # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
+    resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
+    check_outputs(settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt)
     info = source.info
     if engine is None:
@@ -279,7 +282,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         if progress["next_frame"] == 0:
             raise VmatteError(f"{settings.input}: no frames could be decoded")
         for track in tracks:
-            track.finalize(progress["segments"], audio_from)
+            track.finalize(progress["segments"], progress["next_frame"], audio_from)
     except KeyboardInterrupt:
         stop.set()
         _join(stages)
