@@ -38,71 +38,140 @@ def user_errors():
         raise typer.Exit(130) from None
 
 
-def parse_ratio(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        ratio = float(text)
-    except ValueError:
-        raise VmatteError(f"--downsample-ratio {text!r}: give a number in (0, 1] or 'auto'") from None
-    if not 0 < ratio <= 1:
-        raise VmatteError(f"--downsample-ratio {text}: must be in (0, 1]")
-    return ratio
-
-
 def make_progress(quiet: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(), console=console,
                     disable=quiet, transient=False)
 
 
+def _given(**options) -> dict:
+    """The options the user actually gave (None means 'not given', so a preset's value stays)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 @app.command("run", epilog=RUN_EXAMPLES)
 def run_command(
-    input: Path = typer.Argument(..., help="Video file, folder of images, or printf pattern (frames/%06d.png)."),
+    input: Path = typer.Argument(..., help="Video file, folder of images, printf pattern (frames/%06d.png), "
+                                           "or a folder of videos (batch)."),
     out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/ or %06d.png."),
     fgr: str = typer.Option(None, "--fgr", help="Straight foreground with alpha: .mov or PNG sequence."),
     comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview) or PNGs."),
-    bg: str = typer.Option("green", "--bg", help="Composite background: colour name or hex, image, or video."),
-    model: str = typer.Option("rvm-mobilenetv3", "--model", "-m", help="Model name (see 'vmatte models')."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets')."),
+    out_dir: Path = typer.Option(None, "--out-dir", help="Folder for outputs named by the preset's templates "
+                                                         "(batch: mirrors the input folder)."),
+    out_template: list[str] = typer.Option(None, "--out-template", help="KIND=TEMPLATE, e.g. "
+                                                                         "alpha={stem}.alpha.mov (repeatable)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Batch: include subfolders."),
+    glob: str = typer.Option(None, "--glob", help="Batch: take files matching this pattern (e.g. '*.MOV')."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch: clips processed at once."),
+    bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
-    downsample_ratio: str = typer.Option("auto", "--downsample-ratio", "-r",
-                                         help="Internal scale in (0, 1], or auto (long side about 512 px)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16."),
-    chunk: int = typer.Option(4, "--chunk", min=1, max=64, help="Frames per model call."),
-    png_depth: int = typer.Option(16, "--png-depth", help="Bit depth of PNG outputs: 8 or 16."),
-    premultiplied: bool = typer.Option(False, "--premultiplied", help="Premultiply the foreground by alpha."),
+    downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
+                                         help="Internal scale in (0, 1], a long side like 768px, or auto "
+                                              "(long side about 512 px)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
+    semantics: str = typer.Option(None, "--semantics", help="Numerics: auto (the weights' own), torch or tfjs."),
+    refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
+    chunk: int = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4)."),
+    png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
+    premultiplied: bool = typer.Option(None, "--premultiplied/--straight",
+                                       help="Premultiply the foreground by alpha (default straight)."),
+    skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
+                                      help="Repeat the last good frame in place of a corrupt one."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of an interrupted run."),
-    skip_corrupt: bool = typer.Option(False, "--skip-corrupt",
-                                      help="Repeat the last good frame in place of a corrupt one."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be written, write nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Matte one clip: write its alpha matte, foreground and/or composite."""
-    from .pipeline import JobSettings, run_job
+    """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
+    from .batch import find_videos
+    from .presets import load_preset, merge_templates, parse_downsample_ratio, render_outputs
 
     with user_errors():
-        if png_depth not in (8, 16):
+        if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
-        outputs = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
-        settings = JobSettings(input=input, outputs=outputs, model=model, weights=weights,
-                               downsample_ratio=parse_ratio(downsample_ratio), device=device, precision=precision,
-                               chunk=chunk, png_depth=png_depth, premultiplied=premultiplied, background=bg,
-                               overwrite=overwrite, skip_corrupt=skip_corrupt, fresh=fresh)
-        with make_progress(quiet) as progress:
-            task = progress.add_task(input.name, total=None, fps=0.0)
+        overrides = _given(model=model, weights=weights, device=device, precision=precision, semantics=semantics,
+                           refiner=refiner, chunk=chunk, png_depth=png_depth, premultiplied=premultiplied,
+                           background=bg, skip_corrupt=skip_corrupt)
+        if downsample_ratio is not None:
+            overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
+        overrides.update(overwrite=overwrite, fresh=fresh)
+        chosen = load_preset(preset) if preset else None
+        options = chosen.apply(overrides) if chosen else overrides
+        templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
+            if (chosen or out_template) else {}
+        explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
+        if input.is_dir() and (out_dir is not None or find_videos(input)[0]):
+            if explicit:
+                raise VmatteError("a folder of videos takes --preset/--out-template and --out-dir, not --out, "
+                                  "--fgr or --comp (each clip needs its own names)")
+            if not templates:
+                raise VmatteError("a folder of videos needs output names: give --preset NAME or "
+                                  "--out-template KIND=TEMPLATE (for example alpha={stem}.alpha.mov)")
+            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet)
+            return
+        outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
+        _run_single(input, outputs, options, dry_run, quiet)
 
-            def on_progress(done: int, total: int) -> None:
-                elapsed = progress.tasks[task].elapsed or 0
-                progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
 
-            result = run_job(settings, on_progress=on_progress, notice=lambda m: console.print(m))
-        for note in result.notes:
-            console.print(f"[yellow]note:[/] {note}")
-        if not quiet:
-            written = ", ".join(result.outputs.values())
-            console.print(f"wrote {written}: {result.frames} frames in {result.seconds:.1f} s "
-                          f"({result.fps:.1f} fps)")
+def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
+    from .pipeline import check_outputs, run_job
+    from .presets import job_settings
+
+    settings = job_settings(input, outputs, options)
+    if dry_run:
+        check_outputs(settings.outputs, settings.overwrite)
+        typer.echo(f"{input} ->")
+        for kind, path in settings.outputs.items():
+            typer.echo(f"  {kind}: {path}")
+        return
+    with make_progress(quiet) as progress:
+        task = progress.add_task(input.name, total=None, fps=0.0)
+
+        def on_progress(done: int, total: int) -> None:
+            elapsed = progress.tasks[task].elapsed or 0
+            progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+
+        result = run_job(settings, on_progress=on_progress, notice=lambda m: console.print(m))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if not quiet:
+        console.print(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in "
+                      f"{result.seconds:.1f} s ({result.fps:.1f} fps)")
+
+
+def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
+               jobs: int, dry_run: bool, quiet: bool) -> None:
+    from .batch import find_videos, render_report, run_batch
+    from .presets import render_outputs
+
+    if dry_run:
+        videos, others = find_videos(input_dir, recursive, glob)
+        for video in videos:
+            typer.echo(f"{video} ->")
+            for kind, path in render_outputs(templates, video, out_dir, video.parent.relative_to(input_dir)).items():
+                typer.echo(f"  {kind}: {path}")
+        for other in others:
+            typer.echo(f"{other}: skipped, not a video")
+        return
+    with make_progress(quiet) as progress:
+        report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
+                           progress=None if quiet else progress, notice=lambda m: console.print(m))
+    console.print(render_report(report))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("presets")
+def presets_command() -> None:
+    """The presets --preset can name, with what each is for."""
+    from .presets import list_presets
+
+    with user_errors():
+        for name, description, path in list_presets():
+            typer.echo(f"{name:14} {description}")
 
 
 @app.command("info")

@@ -164,6 +164,13 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
     }
 
 
+def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine:
+    """The model a job asks for, on its device and precision (a batch loads it once for all its clips)."""
+    return MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
+                              precision=settings.precision, semantics=settings.semantics, refiner=settings.refiner,
+                              notice=notice)
+
+
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:
     """The checkpoint to continue from, or None for a clean start (with the work folders cleared)."""
     primary = tracks[0].work_dir  # the checkpoint lives in the first output's work folder
@@ -196,10 +203,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     check_outputs(settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt)
     info = source.info
-    if engine is None:
-        engine = MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
-                                    precision=settings.precision, semantics=settings.semantics,
-                                    refiner=settings.refiner, notice=notice)
+    engine = engine or load_engine(settings, notice)
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
