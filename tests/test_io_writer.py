@@ -52,18 +52,18 @@ def test_prores_round_trip(tmp_path, webcam, kind):
         context = stream.codec_context
         assert context.name == "prores" and context.profile == "4444"
         assert context.codec_tag == "ap4h"
-        assert context.pix_fmt.startswith("yuva444p" if kind == "fgr" else "yuv444p")
+        assert context.pix_fmt.startswith("yuv444p" if kind == "comp" else "yuva444p")
         # The source is tagged BT.601, so that is kept (and written as limited range).
         assert (context.colorspace, context.color_primaries, context.color_range) == (6, 6, 1)
         decoded = list(container.decode(stream))
     assert [Fraction(f.pts) * f.time_base for f in decoded] == [Fraction(pts) * info.time_base for _, pts in frames]
     assert probe(path).frame_rate == info.frame_rate
     if kind == "alpha":
-        y, cb, _ = planes(decoded[0])
+        y, cb, _, _ = planes(decoded[0])
         # Y = 64 + 876 * matte on the 10-bit scale, read back at 12 bits.
         assert np.abs((y * 4095 / 4 - 64) / 876 - alpha[..., 0]).max() <= 1 / 876 + 1e-6
         assert np.abs(cb * 4095 / 4 - 512).max() <= 1
-    if kind == "fgr":
+    if kind != "comp":  # the matte .mov carries the matte in its (lossless) alpha channel too
         read_alpha = planes(decoded[0])[3]
         assert np.abs(read_alpha - alpha[..., 0]).max() <= 1 / 1023
     if kind != "alpha":

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import VmatteError
+from .models.weights import DEFAULT_MODEL
 
 console = Console(stderr=True, highlight=False)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -80,6 +81,13 @@ def run_command(
                                        help="Premultiply the foreground by alpha (default straight)."),
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
+    preroll: int = typer.Option(None, "--preroll", min=0, max=64,
+                                help="Frames run before each shot to settle the recurrent state (0: off)."),
+    cuts: bool = typer.Option(True, "--cuts/--no-cuts", help="Reset the state at detected hard cuts."),
+    cut_threshold: float = typer.Option(None, "--cut-threshold", min=0.0,
+                                        help="Frame-difference score (0-255) above which a cut is detected."),
+    smooth: str = typer.Option(None, "--smooth", help="Temporal smoothing of the matte: none or ofd "
+                                                     "(one-frame delay; default for MODNet)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of an interrupted run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be written, write nothing."),
@@ -100,6 +108,8 @@ def run_command(
         overrides.update(overwrite=overwrite, fresh=fresh)
         chosen = load_preset(preset) if preset else None
         options = chosen.apply(overrides) if chosen else overrides
+        options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold,
+                                               smooth)
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
@@ -114,6 +124,20 @@ def run_command(
             return
         outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
         _run_single(input, outputs, options, dry_run, quiet)
+
+
+def temporal_options(model: str, preroll: int | None, cuts: bool, cut_threshold: float | None,
+                     smooth: str | None) -> "TemporalOptions":
+    from .models.weights import MODELS
+    from .temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, SMOOTHERS, TemporalOptions
+
+    if smooth not in (None, "none", *SMOOTHERS):
+        raise VmatteError(f"--smooth {smooth}: choose none or {', '.join(SMOOTHERS)}")
+    if smooth is None:  # MODNet works frame by frame and flickers without it
+        smooth = "ofd" if model in MODELS and MODELS[model].family == "modnet" else "none"
+    return TemporalOptions(preroll=DEFAULT_PREROLL if preroll is None else preroll,
+                           cut_threshold=(cut_threshold or DEFAULT_CUT_THRESHOLD) if cuts else None,
+                           smooth=None if smooth == "none" else smooth)
 
 
 def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
@@ -162,6 +186,21 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
     console.print(render_report(report))
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_command(
+    pred: Path = typer.Argument(..., help="Predicted mattes: PNG sequence (folder or pattern) or video."),
+    gt: Path = typer.Argument(..., help="Ground-truth mattes, same frame count and size."),
+    csv: Path = typer.Option(None, "--csv", help="Write per-frame metrics to this CSV file."),
+    plot: Path = typer.Option(None, "--plot", help="Write a PNG plot of per-frame MAD and dtSSD."),
+) -> None:
+    """Matting metrics of PRED against GT: MAD, MSE, Grad, Conn, dtSSD (RVM's definitions and scales)."""
+    from .evaluate import evaluate, format_summary
+
+    with user_errors():
+        _, summary = evaluate(pred, gt, csv_path=csv, plot_path=plot)
+        typer.echo(format_summary(summary))
 
 
 @app.command("presets")

@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from .errors import VmatteError
-from .models import MattingOutput, load_rvm, prepare_for_inference, resolve
+from .models import MODELS, MattingOutput, load_rvm, prepare_for_inference, resolve
+from .models.modnet import load_modnet, predict_matte
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # RVM's authors advise an internal (downsampled) size of about 512 px on the long side for typical footage.
@@ -47,10 +48,15 @@ def auto_downsample_ratio(height: int, width: int) -> float:
 
 @dataclass
 class MattingEngine:
-    """A loaded model on its device; ``run`` takes a chunk of frames and the recurrent state."""
+    """A loaded model on its device; ``run`` takes a chunk of frames and the recurrent state.
+
+    RVM is recurrent (the state carries from chunk to chunk); MODNet works frame by frame (no state, and no
+    foreground of its own: its foreground output is the source picture, to be cut out by the alpha).
+    """
 
     model: torch.nn.Module
     model_name: str
+    family: str  # "rvm" or "modnet"
     weights_path: Path
     device: torch.device
     dtype: torch.dtype
@@ -61,28 +67,41 @@ class MattingEngine:
              refiner: str | None = None, notice=print, quiet: bool = False) -> "MattingEngine":
         device = device or choose_device()
         dtype = choose_dtype(precision, device)
+        if model_name not in MODELS:
+            raise VmatteError(f"unknown model {model_name!r}; known models: {', '.join(MODELS)}")
         if weights is None:
             known, path = resolve(model_name, notice=notice, quiet=quiet)
             model_name = known.name
         else:
             path = Path(weights)
-        network = load_rvm(path, semantics=semantics, refiner=refiner)
+        family = MODELS[model_name].family
+        network = load_modnet(path) if family == "modnet" else load_rvm(path, semantics=semantics, refiner=refiner)
         network = prepare_for_inference(network, device, dtype)
-        return cls(network, model_name, path, device, dtype)
+        return cls(network, model_name, family, path, device, dtype)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.family == "rvm"
+
+    def settings(self) -> dict:
+        """What about the loaded model shapes its results (for resume fingerprints and descriptions)."""
+        return {"model": self.model_name, "device": self.device.type, "precision": str(self.dtype),
+                "semantics": getattr(getattr(self.model, "semantics", None), "name", None),
+                "refiner": getattr(self.model, "refiner_name", None)}
 
     def describe(self) -> str:
-        semantics = getattr(self.model, "semantics", None)
-        parts = [self.model_name, self.device.type, str(self.dtype).removeprefix("torch.")]
-        if semantics is not None:
-            parts.append(f"{semantics.name} semantics")
-        return ", ".join(parts)
+        return ", ".join(str(v).removeprefix("torch.") for v in self.settings().values() if v is not None)
 
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
         """frames: (T, 3, H, W) float in [0, 1] on any device. Returns outputs (1, T, ...) in float32 on the CPU
-        and the new state on the model's device."""
-        src = frames.to(self.device, self.dtype, non_blocking=True)[None]
-        out = self.model(src, state, downsample_ratio, need_fgr)
+        and the new state on the model's device (None for MODNet). MODNet ignores ``downsample_ratio``: it
+        resizes by its own rule."""
+        src = frames.to(self.device, self.dtype, non_blocking=True)
+        if self.family == "modnet":
+            pha = predict_matte(self.model, src).float().cpu()[None]
+            return MattingOutput(frames.float()[None] if need_fgr else None, pha, None)
+        out = self.model(src[None], state, downsample_ratio, need_fgr)
         fgr = out.fgr.float().cpu() if out.fgr is not None else None
         return MattingOutput(fgr, out.pha.float().cpu(), out.state)

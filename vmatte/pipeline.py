@@ -12,11 +12,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import __version__
 from .errors import VmatteError
@@ -24,6 +23,7 @@ from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .models.weights import sha256_of
 from .outputs import OutputTrack, existing_output
+from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions, frames_to_tensor
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
 
@@ -49,6 +49,7 @@ class JobSettings:
     background: str = "green"
     overwrite: bool = False
     skip_corrupt: bool = False
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
     fresh: bool = False  # discard saved progress instead of resuming
 
 
@@ -121,14 +122,6 @@ def _get(q: queue.Queue, stop: threading.Event, stages: list[_Stage] = ()):
     raise _Stopped
 
 
-def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
-    """(T, 3, H, W) float32 in [0, 1]; the HWC frames are viewed, not transposed (channels-last strides)."""
-    batch = np.stack([f.rgb for f in frames])
-    scale = 255.0 if batch.dtype == np.uint8 else 65535.0
-    tensor = torch.from_numpy(batch if batch.dtype == np.uint8 else batch.astype(np.float32))
-    return tensor.permute(0, 3, 1, 2).float().div_(scale)
-
-
 def check_outputs(outputs: dict[str, str], overwrite: bool) -> None:
     if not outputs:
         raise VmatteError("nothing to write: give at least one of --out (alpha), --fgr or --comp")
@@ -149,18 +142,17 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
     stat = source.stat()
     weights = engine.weights_path
     weight_files = sorted(weights.iterdir()) if weights.is_dir() else [weights]
-    model = engine.model
     return {
         "vmatte": __version__,
         "input": str(source.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
         "frames": info.frame_count,
-        "model": engine.model_name, "weights_sha256": [sha256_of(f) for f in weight_files],
-        "semantics": model.semantics.name, "refiner": model.refiner_name,
-        "downsample_ratio": ratio, "precision": str(engine.dtype), "device": engine.device.type,
+        **engine.settings(), "weights_sha256": [sha256_of(f) for f in weight_files],
+        "downsample_ratio": ratio,
         "chunk": settings.chunk, "segment_frames": segment_frames,
         "outputs": {k: os.path.abspath(p) for k, p in settings.outputs.items()},
         "png_depth": settings.png_depth, "premultiplied": settings.premultiplied,
         "background": settings.background if "comp" in settings.outputs else None,
+        "temporal": asdict(settings.temporal) if engine.recurrent or settings.temporal.smooth else None,
     }
 
 
@@ -210,22 +202,25 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                           premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
     checkpoint = _resume_point(tracks, current, settings.fresh, notice)
+    stream = MattingStream(engine, ratio, settings.temporal, settings.chunk,
+                           need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
+                           boundary_every=segment_frames)
     start_frame = checkpoint.next_frame if checkpoint else 0
+    if checkpoint:
+        stream.restore(checkpoint.next_frame, checkpoint.stream)
+        notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
     segments_done = checkpoint.segments if checkpoint else 0
-    state = [r.to(engine.device, engine.dtype) for r in checkpoint.state] if checkpoint and checkpoint.state else None
     for track in tracks:
         track.discard_segments_from(segments_done)
-    if start_frame:
-        notice(f"resuming {Path(settings.input).name} from frame {start_frame} of {info.frame_count}")
 
-    need_fgr = "fgr" in settings.outputs or "comp" in settings.outputs
     background = open_background(settings.background, info.width, info.height) if "comp" in settings.outputs else None
     audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
-    inferred: queue.Queue = queue.Queue(QUEUE_CHUNKS)
-    # Written by the writer stage: finished segments, the frame after the last checkpointed one, frames written.
-    progress = {"segments": segments_done, "next_frame": start_frame, "written": start_frame}
+    matted: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+    # Kept by the writer stage: finished segments, frames in them, frames written so far.
+    progress = {"segments": segments_done, "written": checkpoint.written if checkpoint else 0}
+    progress["in_segments"] = progress["written"]
 
     def decode() -> None:
         for chunk in _chunks(source.frames(start_frame), settings.chunk):
@@ -235,62 +230,59 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     def write() -> None:
         writers: dict = {}
         try:
-            while (item := _get(inferred, stop)) is not None:
-                frames, pha, fgr, boundary_state = item
-                if not writers:
-                    writers = {t.kind: t.open_segment(progress["segments"], frames[0].index) for t in tracks}
-                for t, frame in enumerate(frames):
-                    _write_frame(writers, frame, pha[t], None if fgr is None else fgr[t], background)
-                progress["written"] = frames[-1].index + 1
-                if boundary_state is not None:
-                    _finish_segment(writers, boundary_state)
-            if writers:
-                _finish_segment(writers, None)
+            while (items := _get(matted, stop)) is not None:
+                for item in items:
+                    if isinstance(item, Boundary):
+                        _finish_segment(writers, item)
+                        continue
+                    if not writers:
+                        writers.update({t.kind: t.open_segment(progress["segments"], item.index) for t in tracks})
+                    _write_frame(writers, item, background)
+                    progress["written"] = item.index + 1
+            _finish_segment(writers, None)
         finally:
             for writer in writers.values():
                 writer.abort()
 
-    def _finish_segment(writers: dict, boundary_state) -> None:
+    def _finish_segment(writers: dict, boundary: Boundary | None) -> None:
         """Closes the segment in every output, then records it in a checkpoint (the order matters for a crash)."""
         for writer in writers.values():
             writer.close()
+        if writers:
+            progress["segments"] += 1
+            progress["in_segments"] = progress["written"]
         writers.clear()
-        progress["segments"] += 1
-        progress["next_frame"] = progress["written"]
-        save_checkpoint(tracks[0].work_dir,
-                        Checkpoint(current, progress["next_frame"], progress["segments"], boundary_state))
+        if boundary is not None:
+            save_checkpoint(tracks[0].work_dir, Checkpoint(current, boundary.next_frame, progress["written"],
+                                                           progress["segments"], boundary.saved))
+        else:  # the end: everything is in segments; a kill from here on only repeats the final step
+            save_checkpoint(tracks[0].work_dir, Checkpoint(current, info.frame_count, progress["written"],
+                                                           progress["segments"], {}))
 
     stages = [_Stage("decode", decode), _Stage("write", write)]
     start = time.perf_counter()
-    done = start_frame
     try:
         for stage in stages:
             stage.start()
         while (item := _get(decoded, stop, stages)) is not None:
-            frames, tensor = item
-            out = engine.run(tensor, state, ratio, need_fgr=need_fgr)
-            state = out.state
-            done = frames[-1].index + 1
-            # At a segment boundary the state travels with the chunk, to be saved once the segment is on disk.
-            boundary_state = [r.detach().float().cpu().clone() for r in state] if done % segment_frames == 0 else None
-            pha = out.pha[0, :, 0].numpy()
-            fgr = out.fgr[0].permute(0, 2, 3, 1).numpy() if out.fgr is not None else None
-            _put(inferred, (frames, pha, fgr, boundary_state), stop)
+            frames, pictures = item
+            _put(matted, stream.push(frames, pictures), stop)
             if on_progress:
-                on_progress(done, info.frame_count)
-        _put(inferred, None, stop)
+                on_progress(stream.next_frame, info.frame_count)
+        _put(matted, stream.finish(), stop)
+        _put(matted, None, stop)
         while stages[1].is_alive():
             stages[1].join(0.1)
             _check(stages)
         _check(stages)
-        if progress["next_frame"] == 0:
+        if progress["in_segments"] == 0:
             raise VmatteError(f"{settings.input}: no frames could be decoded")
         for track in tracks:
-            track.finalize(progress["segments"], progress["next_frame"], audio_from)
+            track.finalize(progress["segments"], progress["in_segments"], audio_from)
     except KeyboardInterrupt:
         stop.set()
         _join(stages)
-        raise Interrupted(f"interrupted at frame {progress['next_frame']} of {info.frame_count} (progress saved); "
+        raise Interrupted(f"interrupted at frame {progress['in_segments']} of {info.frame_count} (progress saved); "
                           "run the same command again to resume, or add --fresh to start over") from None
     finally:
         stop.set()
@@ -300,7 +292,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             background.close()
     for track in tracks:
         track.remove_work_dir()
-    result = JobResult(done, time.perf_counter() - start, dict(settings.outputs), start_frame, source.repeated_frames)
+    result = JobResult(progress["in_segments"], time.perf_counter() - start, dict(settings.outputs),
+                       checkpoint.written if checkpoint else 0, source.repeated_frames)
     if result.repeated_frames:
         result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
     return result
@@ -323,12 +316,12 @@ def _chunks(frames: Iterator[SourceFrame], size: int) -> Iterator[list[SourceFra
         yield chunk
 
 
-def _write_frame(writers: dict, frame: SourceFrame, pha: np.ndarray, fgr: np.ndarray | None, background) -> None:
-    alpha = pha[..., None]
+def _write_frame(writers: dict, frame: MattedFrame, background) -> None:
+    alpha = frame.pha[..., None]
     if "alpha" in writers:
         writers["alpha"].write(alpha, frame.pts)
     if "fgr" in writers:
-        writers["fgr"].write(np.concatenate([fgr, alpha], axis=2), frame.pts)
+        writers["fgr"].write(np.concatenate([frame.fgr, alpha], axis=2), frame.pts)
     if "comp" in writers:
         bg = background.frame(frame.index)
-        writers["comp"].write(fgr * alpha + bg * (1.0 - alpha), frame.pts)
+        writers["comp"].write(frame.fgr * alpha + bg * (1.0 - alpha), frame.pts)

@@ -34,10 +34,10 @@ def work_dir_for(output: str | Path) -> Path:
 @dataclass
 class Checkpoint:
     fingerprint: dict
-    next_frame: int  # frames [0, next_frame) are in finished segments
+    next_frame: int  # the first frame not yet through the model: decoding resumes here
+    written: int  # frames [0, written) are in finished segments (fewer than next_frame while smoothing delays)
     segments: int  # finished segments per output
-    state: list | None = None  # recurrent state after frame next_frame - 1, on the CPU
-    extra: dict = field(default_factory=dict)  # other stage state (smoothing buffer, pre-roll)
+    stream: dict = field(default_factory=dict)  # what the matting stream carries: recurrent state, buffers
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -65,8 +65,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 def save_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, "fingerprint": json.dumps(checkpoint.fingerprint, sort_keys=True),
-                "next_frame": checkpoint.next_frame, "segments": checkpoint.segments,
-                "state": checkpoint.state, "extra": checkpoint.extra}, buffer)
+                "next_frame": checkpoint.next_frame, "written": checkpoint.written, "segments": checkpoint.segments,
+                "stream": checkpoint.stream}, buffer)
     write_atomically(work_dir / CHECKPOINT, buffer.getvalue())
 
 
@@ -79,8 +79,8 @@ def load_checkpoint(work_dir: Path) -> Checkpoint | None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {saved.get('format')!r}")
-        return Checkpoint(json.loads(saved["fingerprint"]), int(saved["next_frame"]), int(saved["segments"]),
-                          saved["state"], saved["extra"])
+        return Checkpoint(json.loads(saved["fingerprint"]), int(saved["next_frame"]), int(saved["written"]),
+                          int(saved["segments"]), saved["stream"])
     except Exception as exc:  # any damage: truncated zip, bad pickle data, missing keys
         raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
 

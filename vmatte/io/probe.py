@@ -144,7 +144,10 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
     frame, colour, colour_assumed = _first_frame(path, stream_index, codec)
     orientation = orientation_of(frame)
     width, height = orientation.display_size(frame.width, frame.height)
-    frame_rate, is_vfr = _frame_rate(pts, time_base, average_rate, guessed_rate)
+    try:
+        frame_rate, is_vfr = _frame_rate(pts, time_base, average_rate, guessed_rate)
+    except ValueError as error:
+        raise VmatteError(f"{path}: damaged video: {error}") from None
     info = VideoInfo(
         path=str(path),
         codec=codec,
@@ -247,6 +250,8 @@ def _frame_rate(
     # Timestamps rounded to the time base wobble by one tick at a constant rate (33/34 ms at 29.97 fps).
     is_vfr = max(deltas) - min(deltas) > 1
     span = (pts[-1] - pts[0]) * time_base
+    if span <= 0:
+        raise ValueError("its frames' timestamps do not advance")
     measured = (len(pts) - 1) / span
     if is_vfr:
         return (Fraction(average_rate) if average_rate else measured), True

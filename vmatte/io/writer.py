@@ -151,7 +151,7 @@ class _VideoFileWriter(FrameWriter):
 
 
 class ProResWriter(_VideoFileWriter):
-    """ProRes 4444 in MOV: 10-bit 4:4:4 limited-range Y'CbCr, plus a full-range alpha plane for fgr."""
+    """ProRes 4444 in MOV: 10-bit 4:4:4 limited-range Y'CbCr, plus a full-range alpha plane (fgr, alpha)."""
 
     container_format = "mov"
     codec = "prores_ks"
@@ -159,7 +159,9 @@ class ProResWriter(_VideoFileWriter):
     def _configure(self, stream: av.VideoStream) -> None:
         self._colour = output_colour(self.info)
         stream.width, stream.height = self.info.width, self.info.height
-        stream.pix_fmt = "yuva444p10le" if self.kind == "fgr" else "yuv444p10le"
+        # The matte .mov carries the matte twice: as its grey picture (for luma keys and viewing) and as its
+        # alpha channel, which ProRes stores losslessly (its picture is lossy at sharp edges).
+        stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
         stream.options = {"profile": "4444", "vendor": "apl0"}
         _tag_colour(stream.codec_context, self._colour)
 
@@ -171,11 +173,11 @@ class ProResWriter(_VideoFileWriter):
             _fill(frame.planes[0], luma, np.uint16)
             _fill(frame.planes[1], 512, np.uint16)
             _fill(frame.planes[2], 512, np.uint16)
-            return frame
-        for plane, values in zip(frame.planes, limited_range(*rgb_to_ycbcr(image, self._colour.matrix), bits=10)):
-            _fill(plane, values, np.uint16)
-        if self.kind == "fgr":
-            _fill(frame.planes[3], np.rint(image[..., 3] * 1023).astype(np.uint16), np.uint16)
+        else:
+            for plane, values in zip(frame.planes, limited_range(*rgb_to_ycbcr(image, self._colour.matrix), bits=10)):
+                _fill(plane, values, np.uint16)
+        if self.kind != "comp":
+            _fill(frame.planes[3], np.rint(image[..., -1] * 1023).astype(np.uint16), np.uint16)
         return frame
 
 

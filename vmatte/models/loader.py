@@ -21,7 +21,8 @@ def _tfjs_model_json(path: Path) -> Path | None:
     return None
 
 
-def _read_state_dict(path: Path) -> dict:
+def read_state_dict(path: Path) -> dict:
+    """The tensors of a PyTorch weight file (a bare state dict, or one under a "state_dict" key)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files (EOFError, RuntimeError, UnpicklingError)
@@ -30,7 +31,7 @@ def _read_state_dict(path: Path) -> dict:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise VmatteError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return state
 
 
 def _load(model: MattingNetwork, state: dict, path: Path, absent: tuple[str, ...] = ()) -> None:
@@ -73,7 +74,7 @@ def load_rvm(path: Path, semantics: str = "auto", refiner: str | None = None) ->
         state, own_semantics = import_tfjs(model_json)
         variant, refiner, absent = "mobilenetv3", "fast_guided_filter", ABSENT_PREFIXES
     else:
-        state = _read_state_dict(path)
+        state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
         own_semantics, absent = TORCH, ("project_seg.",)
         if "backbone.features.0.0.weight" in state:
             variant = "mobilenetv3"

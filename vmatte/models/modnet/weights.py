@@ -7,6 +7,8 @@ import torch
 
 from vmatte.errors import VmatteError
 
+from ..loader import read_state_dict
+
 from .modnet import MODNet
 
 # The official checkpoints were saved from an nn.DataParallel wrapper, which prefixes every key.
@@ -60,12 +62,7 @@ def load_modnet(path: str | Path, device: str | torch.device = "cpu") -> MODNet:
     path = Path(path)
     if not path.is_file():
         raise VmatteError(f"MODNet weights not found: {path}")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise VmatteError(f"cannot read MODNet weights from {path}: {exc}") from exc
-    if not isinstance(state_dict, Mapping):
-        raise VmatteError(f"{path} does not hold a state dict (found {type(state_dict).__name__})")
+    state_dict = read_state_dict(path)
     model = MODNet()
     load_modnet_weights(model, state_dict, path)
     return model.eval().to(device)
