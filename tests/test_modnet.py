@@ -187,3 +187,37 @@ def test_inference_mode_skips_side_outputs_but_keeps_the_matte(formula_model):
         _, _, matte_training_graph = formula_model(x, inference=False)
     assert semantic is None and detail is None
     assert torch.equal(matte, matte_training_graph)
+
+
+def test_command_line_runs_modnet_with_ofd(tmp_path, samples_dir, formula_state_dict, monkeypatch):
+    """``--model modnet-...`` runs end to end (OFD on by default), given a checkpoint in the official layout."""
+    from typer.testing import CliRunner
+
+    from vmatte.cli import app
+    from vmatte.io import probe
+
+    checkpoint = tmp_path / "modnet_photographic_portrait_matting.ckpt"
+    torch.save(formula_state_dict, checkpoint)  # keys as in the release: "module."-prefixed
+    clip = samples_dir / "robustness_videos" / "decord_rot90.mov"
+    result = CliRunner().invoke(app, ["run", str(clip), "--model", "modnet-photographic", "--weights",
+                                      str(checkpoint), "--out", str(tmp_path / "alpha.mov"), "-q"])
+    assert result.exit_code == 0, result.output
+    source, written = probe(clip), probe(tmp_path / "alpha.mov")
+    assert (written.frame_count, written.width, written.height) == (source.frame_count, source.width, source.height)
+
+
+def test_missing_modnet_weights_say_where_to_get_them(tmp_path, samples_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vmatte.cli import app
+    from vmatte.models.weights import MODELS
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VMATTE_OFFLINE", "1")
+    clip = samples_dir / "robustness_videos" / "decord_rot90.mov"
+    result = CliRunner().invoke(app, ["run", str(clip), "--model", "modnet-webcam", "--out",
+                                      str(tmp_path / "alpha.mov")])
+    assert result.exit_code == 1
+    model = MODELS["modnet-webcam"]
+    assert model.filename in result.output and model.url in result.output and str(tmp_path / "cache") in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "alpha.mov").exists()
