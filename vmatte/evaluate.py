@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from vmatte.errors import VmatteError
-from vmatte.io.colour import _plane, is_yuv
+from vmatte.io.colour import plane_array, is_yuv
 from vmatte.io.probe import Timeline, VideoInfo, scan
 from vmatte.metrics import METRIC_NAMES, evaluate_sequences, plot_per_frame
 
@@ -143,9 +143,9 @@ def _matte(frame: av.VideoFrame, full_range_luma: bool) -> np.ndarray:
         # Planes are read as stored: swscale would rescale full-range (yuvj) luma on the way to 16 bits.
         if has_alpha:
             bits = fmt.components[3].bits
-            return (_plane(frame, 3) / np.float32((1 << bits) - 1)).astype(np.float32)
+            return (plane_array(frame, 3) / np.float32((1 << bits) - 1)).astype(np.float32)
         bits = fmt.components[0].bits
-        luma = _plane(frame, 0).astype(np.float32)
+        luma = plane_array(frame, 0).astype(np.float32)
         if full_range_luma:
             return luma / np.float32((1 << bits) - 1)
         scale = np.float32(1 << (bits - 8))

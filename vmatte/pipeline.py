@@ -207,7 +207,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                            boundary_every=segment_frames)
     start_frame = checkpoint.next_frame if checkpoint else 0
     if checkpoint:
-        stream.restore(checkpoint.next_frame, checkpoint.stream)
+        if checkpoint.stream:  # empty once every frame is in segments: only the final step is left
+            stream.restore(checkpoint.next_frame, checkpoint.stream)
         notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
     segments_done = checkpoint.segments if checkpoint else 0
     for track in tracks:

@@ -24,6 +24,7 @@ from vmatte.io.colour import (
     Colour,
     code_point,
     limited_range,
+    rgb_to_limited_codes,
     rgb_to_ycbcr,
 )
 from vmatte.io.probe import VideoInfo
@@ -163,6 +164,7 @@ class ProResWriter(_VideoFileWriter):
         # alpha channel, which ProRes stores losslessly (its picture is lossy at sharp edges).
         stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
         stream.options = {"profile": "4444", "vendor": "apl0"}
+        stream.codec_context.thread_type = "SLICE"  # prores_ks codes slices in parallel
         _tag_colour(stream.codec_context, self._colour)
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:
@@ -174,8 +176,9 @@ class ProResWriter(_VideoFileWriter):
             _fill(frame.planes[1], 512, np.uint16)
             _fill(frame.planes[2], 512, np.uint16)
         else:
-            for plane, values in zip(frame.planes, limited_range(*rgb_to_ycbcr(image, self._colour.matrix), bits=10)):
-                _fill(plane, values, np.uint16)
+            codes = rgb_to_limited_codes(image, self._colour.matrix, bits=10)
+            for index, plane in enumerate(frame.planes[:3]):
+                _fill(plane, codes[..., index], np.uint16)
         if self.kind != "comp":
             _fill(frame.planes[3], np.rint(image[..., -1] * 1023).astype(np.uint16), np.uint16)
         return frame
