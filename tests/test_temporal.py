@@ -57,7 +57,7 @@ def frames_to_tensor_arrays(arrays):
 
 
 def test_no_preroll_no_cuts_is_plain_recurrence(engine, two_shots):
-    got = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=0, cut_threshold=None)))
+    got = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=0, cuts=False)))
     expected, _ = manual(engine, two_shots)
     assert len(got) == len(two_shots)
     for a, b in zip(got, expected):
@@ -65,7 +65,7 @@ def test_no_preroll_no_cuts_is_plain_recurrence(engine, two_shots):
 
 
 def test_preroll_starts_each_shot_with_a_built_state(engine, two_shots):
-    got = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=8, cut_threshold=DEFAULT_CUT_THRESHOLD)))
+    got = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=8, cuts=True)))
     assert len(got) == len(two_shots)
     # Shot A: state built over its first 8 frames, then the shot from its first frame.
     _, state_a = manual(engine, two_shots[:8])
@@ -76,7 +76,7 @@ def test_preroll_starts_each_shot_with_a_built_state(engine, two_shots):
     for t, (a, b) in enumerate(zip(got, expected_a + expected_b)):
         np.testing.assert_array_equal(a, b, err_msg=f"frame {t}")
     # Without cut handling, shot B starts from shot A's state and its first frame comes out differently.
-    carried = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=8, cut_threshold=None)))
+    carried = list(matte_frames(engine, two_shots, 1.0, TemporalOptions(preroll=8, cuts=False)))
     assert np.abs(carried[12] - got[12]).max() > 0.01
 
 
@@ -95,7 +95,7 @@ def run_stream(engine, frames, options, boundary_every, start=0, saved=None):
 
 @pytest.mark.parametrize("smooth", [None, "ofd"])
 def test_resuming_from_any_boundary_is_exact(engine, two_shots, smooth):
-    options = TemporalOptions(preroll=4, cut_threshold=DEFAULT_CUT_THRESHOLD, smooth=smooth)
+    options = TemporalOptions(preroll=4, cuts=True, smooth=smooth)
     full = run_stream(engine, two_shots, options, boundary_every=8)
     frames = [i for i in full if isinstance(i, MattedFrame)]
     assert [f.index for f in frames] == list(range(len(two_shots)))

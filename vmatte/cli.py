@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
@@ -13,9 +14,6 @@ from .errors import VmatteError
 from .models.weights import DEFAULT_MODEL
 
 console = Console(stderr=True, highlight=False)
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode="rich", help="Pull people off their background in ordinary video.")
-
 RUN_EXAMPLES = """
 Examples:
 
@@ -25,6 +23,16 @@ Examples:
   vmatte frames/%06d.png --out matte/%06d.png --png-depth 8
 """
 
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="rich", help="Pull people off their background in ordinary video.",
+                  epilog=RUN_EXAMPLES)
+
+
+
+def say(message: str, prefix: str = "") -> None:
+    """One message on stderr, never wrapped (scripts read it) and never read as markup (paths contain [ ])."""
+    console.print(prefix + escape(message), soft_wrap=True)
+
 
 @contextmanager
 def user_errors():
@@ -32,10 +40,10 @@ def user_errors():
     try:
         yield
     except VmatteError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        say(str(exc), "[bold red]error:[/] ")
         raise typer.Exit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: nothing finished was written")
+        say("nothing finished was written", "[yellow]interrupted:[/] ")
         raise typer.Exit(130) from None
 
 
@@ -73,7 +81,7 @@ def run_command(
                                               "(long side about 512 px)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
-    semantics: str = typer.Option(None, "--semantics", help="Numerics: auto (the weights' own), torch or tfjs."),
+    semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs (the TF.js export's, for parity)."),
     refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
     chunk: int = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4)."),
     png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
@@ -82,8 +90,10 @@ def run_command(
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
     preroll: int = typer.Option(None, "--preroll", min=0, max=64,
-                                help="Frames run before each shot to settle the recurrent state (0: off)."),
-    cuts: bool = typer.Option(True, "--cuts/--no-cuts", help="Reset the state at detected hard cuts."),
+                                help="Frames run before each shot to settle the recurrent state (0: off; "
+                                     "default 8 for video files, 0 for image sequences)."),
+    cuts: bool = typer.Option(None, "--cuts/--no-cuts", help="Reset the state at detected hard cuts (default: "
+                                                               "on for video files, off for image sequences)."),
     cut_threshold: float = typer.Option(None, "--cut-threshold", min=0.0,
                                         help="Frame-difference score (0-255) above which a cut is detected."),
     smooth: str = typer.Option(None, "--smooth", help="Temporal smoothing of the matte: none or ofd "
@@ -126,17 +136,17 @@ def run_command(
         _run_single(input, outputs, options, dry_run, quiet)
 
 
-def temporal_options(model: str, preroll: int | None, cuts: bool, cut_threshold: float | None,
+def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_threshold: float | None,
                      smooth: str | None) -> "TemporalOptions":
     from .models.weights import MODELS
-    from .temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, SMOOTHERS, TemporalOptions
+    from .temporal import DEFAULT_CUT_THRESHOLD, SMOOTHERS, TemporalOptions
 
     if smooth not in (None, "none", *SMOOTHERS):
         raise VmatteError(f"--smooth {smooth}: choose none or {', '.join(SMOOTHERS)}")
     if smooth is None:  # MODNet works frame by frame and flickers without it
         smooth = "ofd" if model in MODELS and MODELS[model].family == "modnet" else "none"
-    return TemporalOptions(preroll=DEFAULT_PREROLL if preroll is None else preroll,
-                           cut_threshold=(cut_threshold or DEFAULT_CUT_THRESHOLD) if cuts else None,
+    return TemporalOptions(preroll=preroll, cuts=cuts,
+                           cut_threshold=DEFAULT_CUT_THRESHOLD if cut_threshold is None else cut_threshold,
                            smooth=None if smooth == "none" else smooth)
 
 
@@ -152,18 +162,20 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
             typer.echo(f"  {kind}: {path}")
         return
     with make_progress(quiet) as progress:
-        task = progress.add_task(input.name, total=None, fps=0.0)
+        tasks = []  # the bar appears with the first frames, so an early error stands alone
 
         def on_progress(done: int, total: int) -> None:
-            elapsed = progress.tasks[task].elapsed or 0
-            progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+            if not tasks:
+                tasks.append(progress.add_task(input.name, total=total, fps=0.0))
+            elapsed = progress.tasks[0].elapsed or 0
+            progress.update(tasks[0], completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
 
-        result = run_job(settings, on_progress=on_progress, notice=lambda m: console.print(m))
+        result = run_job(settings, on_progress=on_progress, notice=say)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        say(note, "[yellow]note:[/] ")
     if not quiet:
-        console.print(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in "
-                      f"{result.seconds:.1f} s ({result.fps:.1f} fps)")
+        say(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.1f} fps)")
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
@@ -182,7 +194,7 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
         return
     with make_progress(quiet) as progress:
         report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
-                           progress=None if quiet else progress, notice=lambda m: console.print(m))
+                           progress=None if quiet else progress, notice=say)
     console.print(render_report(report))
     if report.failed:
         raise typer.Exit(1)

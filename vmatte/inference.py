@@ -63,7 +63,7 @@ class MattingEngine:
 
     @classmethod
     def load(cls, model_name: str = "rvm-mobilenetv3", weights: str | Path | None = None, *,
-             device: torch.device | None = None, precision: str = "auto", semantics: str = "auto",
+             device: torch.device | None = None, precision: str = "auto", semantics: str = "torch",
              refiner: str | None = None, notice=print, quiet: bool = False) -> "MattingEngine":
         device = device or choose_device()
         dtype = choose_dtype(precision, device)

@@ -41,7 +41,7 @@ class JobSettings:
     downsample_ratio: float | None = None  # None: auto
     device: str = "auto"
     precision: str = "auto"
-    semantics: str = "auto"
+    semantics: str = "torch"
     refiner: str | None = None
     chunk: int = 4
     png_depth: int = 16
@@ -152,7 +152,7 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "outputs": {k: os.path.abspath(p) for k, p in settings.outputs.items()},
         "png_depth": settings.png_depth, "premultiplied": settings.premultiplied,
         "background": settings.background if "comp" in settings.outputs else None,
-        "temporal": asdict(settings.temporal) if engine.recurrent or settings.temporal.smooth else None,
+        "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
     }
 
 
@@ -202,7 +202,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                           premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
     checkpoint = _resume_point(tracks, current, settings.fresh, notice)
-    stream = MattingStream(engine, ratio, settings.temporal, settings.chunk,
+    temporal = settings.temporal.for_source(info.is_image_sequence)
+    stream = MattingStream(engine, ratio, temporal, settings.chunk,
                            need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
                            boundary_every=segment_frames)
     start_frame = checkpoint.next_frame if checkpoint else 0

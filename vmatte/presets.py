@@ -9,7 +9,7 @@ left out keeps its usual default)::
     downsample_ratio = "auto"        # "auto", a number in (0, 1], or an internal long side such as "768px"
     precision = "auto"               # auto, fp32, fp16, bf16
     device = "auto"                  # auto, cpu, cuda, mps
-    semantics = "auto"               # auto, torch, tfjs
+    semantics = "torch"              # torch (official PyTorch numerics) or tfjs (the TF.js export's)
     refiner = "auto"                 # auto (the weights' own), deep_guided_filter, fast_guided_filter
     chunk = 4                        # frames per model call, 1..64
     png_depth = 16                   # 8 or 16
@@ -139,7 +139,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "downsample_ratio": (RATIO_FORMS, parse_downsample_ratio),
     "precision": (f"one of auto, {', '.join(PRECISIONS)}", _one_of("auto", *PRECISIONS)),
     "device": ("one of auto, cpu, cuda, mps", _one_of("auto", "cpu", "cuda", "mps")),
-    "semantics": (f"one of auto, {', '.join(SEMANTICS_BY_NAME)}", _one_of("auto", *SEMANTICS_BY_NAME)),
+    "semantics": (f"one of {', '.join(SEMANTICS_BY_NAME)}", _one_of(*SEMANTICS_BY_NAME)),
     "refiner": ("one of auto, deep_guided_filter, fast_guided_filter", _refiner),
     "chunk": ("a whole number from 1 to 64", _chunk),
     "png_depth": ("8 or 16", _one_of(8, 16)),

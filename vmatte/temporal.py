@@ -12,7 +12,7 @@ carries at chunk boundaries, so an interrupted run resumes to exactly the same o
 """
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -33,10 +33,21 @@ SMOOTHERS = ("ofd",)
 
 @dataclass(frozen=True)
 class TemporalOptions:
-    preroll: int = DEFAULT_PREROLL  # 0 turns pre-roll off
-    cut_threshold: float | None = DEFAULT_CUT_THRESHOLD  # None turns shot-cut handling off
+    """None for ``preroll`` or ``cuts`` means: on for video files, off for image sequences. Sequences are
+    usually renders or plates handed over in frame ranges, where the frames are expected to match the
+    reference model's exactly; camera footage gets the better first frames and clean cuts."""
+
+    preroll: int | None = None  # frames; 0 turns pre-roll off
+    cuts: bool | None = None  # reset the state at detected hard cuts
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD
     smooth: str | None = None  # "ofd" or None
     smooth_threshold: float = OFD_THRESHOLD
+
+    def for_source(self, image_sequence: bool) -> "TemporalOptions":
+        """These options with the automatic choices made for a video file or an image sequence."""
+        preroll = self.preroll if self.preroll is not None else (0 if image_sequence else DEFAULT_PREROLL)
+        cuts = self.cuts if self.cuts is not None else not image_sequence
+        return replace(self, preroll=preroll, cuts=cuts)
 
 
 @dataclass
@@ -109,6 +120,7 @@ class MattingStream:
     _smoother: OneFrameDelaySmoother | None = None
 
     def __post_init__(self) -> None:
+        self.options = self.options.for_source(image_sequence=False)  # explicit choices are kept as given
         if self.options.smooth not in (None, *SMOOTHERS):
             raise ValueError(f"unknown smoothing {self.options.smooth!r}")
         if self.options.smooth == "ofd":
@@ -116,7 +128,7 @@ class MattingStream:
 
     def push(self, frames: list[SourceFrame], pictures: torch.Tensor) -> list:
         for frame, picture in zip(frames, pictures):
-            thumb = thumbnail(frame.rgb) if self.options.cut_threshold is not None else None
+            thumb = thumbnail(frame.rgb) if self.options.cuts else None
             shot_start = frame.index == 0 or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)

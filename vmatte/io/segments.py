@@ -31,7 +31,9 @@ def join_segments(segments: list[Path], path: Path, info: VideoInfo, audio_from:
     audio = None
     try:
         with av.open(str(segments[0])) as first:
-            stream = output.add_stream_from_template(first.streams.video[0])
+            template = first.streams.video[0]
+            stream = output.add_stream_from_template(template)
+            stream.codec_tag = template.codec_tag  # the template leaves it blank: MOV would then say ProRes 422 HQ
         if audio_from is not None:
             audio = open_audio_track(output, audio_from)
         for segment in segments:

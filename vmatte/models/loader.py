@@ -47,11 +47,12 @@ def _load(model: MattingNetwork, state: dict, path: Path, absent: tuple[str, ...
                           f"{len(result.unexpected_keys)} unexpected keys: {', '.join(problems)})")
 
 
-def load_rvm(path: Path, semantics: str = "auto", refiner: str | None = None) -> MattingNetwork:
+def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -> MattingNetwork:
     """An RVM network in eval mode with the weights of ``path``: an official ``.pth`` release file, or the
     official TF.js export (its folder, its ``model.json`` or its ``.zip``).
 
-    ``semantics`` "auto" runs each format under the semantics it was made with (see ``semantics.py``).
+    ``semantics``: "torch" (the official PyTorch code's numerics, the better mattes: see the README) or "tfjs"
+    (the TF.js graph's, for parity with that export; its own constants when the weights are the export).
     ``refiner`` defaults to what the weights carry: deep guided filter for ``.pth``, fast for TF.js.
     """
     path = Path(path)
@@ -89,7 +90,9 @@ def load_rvm(path: Path, semantics: str = "auto", refiner: str | None = None) ->
         if refiner != trained_refiner:
             state = {k: v for k, v in state.items() if not k.startswith("refiner.")}
             absent += ("refiner.",)
-    chosen = own_semantics if semantics == "auto" else BY_NAME[semantics]
+    if semantics not in BY_NAME:
+        raise VmatteError(f"semantics {semantics!r}: choose {' or '.join(BY_NAME)}")
+    chosen = own_semantics if own_semantics.name == semantics else BY_NAME[semantics]
     model = MattingNetwork(variant, refiner, chosen)
     _load(model, state, path, absent)
     return model.eval().requires_grad_(False)

@@ -1,0 +1,217 @@
+"""Reading vmatte's outputs back for the end-to-end tests, independently of vmatte's own readers.
+
+Everything here uses PyAV (and OpenCV for PNGs) directly, so a bug in ``vmatte.io`` cannot hide itself by
+being both the writer and the checker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+@dataclass
+class VideoTrack:
+    codec: str
+    codec_tag: str
+    profile: str | None
+    pix_fmt: str  # of the decoded frames
+    width: int
+    height: int
+    time_base: Fraction
+    guessed_rate: Fraction | None
+    times: list[Fraction]  # presentation time of every decoded frame, in seconds, exact
+    audio: list[AudioSpan]
+
+
+@dataclass
+class AudioSpan:
+    codec: str
+    sample_rate: int
+    start: Fraction  # seconds
+    end: Fraction  # seconds: the end of the last packet
+    packet_seconds: Fraction  # duration of a typical (the longest) packet: one audio frame
+
+    @property
+    def duration(self) -> Fraction:
+        return self.end - self.start
+
+
+# Where conftest.py finds the shared data (../shared beside the checkout, or $VMATTE_SHARED).
+SHARED = Path(os.environ.get("VMATTE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+WEIGHTS_DIR = SHARED / "weights"
+
+
+def offline_env() -> dict[str, str]:
+    """What every run gets: the shared weights folder, and no downloads (the default model then falls back to
+    the TF.js int8 export)."""
+    return {"VMATTE_WEIGHTS": str(WEIGHTS_DIR), "VMATTE_OFFLINE": "1"}
+
+
+def env_for_cli() -> dict[str, str]:
+    """The environment a ``vmatte`` subprocess runs in."""
+    return {**os.environ, **offline_env()}
+
+
+def decoded_times(path: str | Path) -> tuple[list[Fraction], Fraction, int | None]:
+    """Exact times (s) of every frame PyAV's decoder outputs, the stream's time base, and its rotation.
+
+    Decode errors are skipped (the frames around them still count), as a plain PyAV loop would do.
+    """
+    times, rotation = [], None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = Fraction(stream.time_base)
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for frame in frames:
+                times.append(frame.pts * time_base)
+                if rotation is None:
+                    rotation = frame.rotation
+    return times, time_base, rotation
+
+
+def decode_damage(path: str | Path) -> tuple[int, int]:
+    """(pictures PyAV's decoder outputs, how many of them it flags as corrupt), with frame threading."""
+    decoded = flagged = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for frame in frames:
+                decoded += 1
+                flagged += bool(frame.is_corrupt)
+    return decoded, flagged
+
+
+def audio_spans(container: av.container.InputContainer) -> list[AudioSpan]:
+    spans = []
+    for stream in list(container.streams.audio):
+        time_base = Fraction(stream.time_base)
+        start = end = None
+        longest = 0
+        with av.open(container.name) as again:
+            audio = again.streams[stream.index]
+            for packet in again.demux(audio):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                duration = packet.duration or 0
+                longest = max(longest, duration)
+                start = packet.pts if start is None else min(start, packet.pts)
+                end = packet.pts + duration if end is None else max(end, packet.pts + duration)
+        if start is None:
+            start = end = 0
+        spans.append(AudioSpan(stream.codec_context.name, stream.codec_context.sample_rate, start * time_base,
+                               end * time_base, longest * time_base))
+    return spans
+
+
+def read_track(path: str | Path) -> VideoTrack:
+    """What a player sees in a video file: codec and tag, decoded pixel format, size, frame times, audio."""
+    times, time_base, _ = decoded_times(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        first = next(container.decode(stream))
+        track = VideoTrack(
+            codec=stream.codec_context.name,
+            codec_tag=stream.codec_tag,
+            profile=stream.codec_context.profile,
+            pix_fmt=first.format.name,
+            width=first.width,
+            height=first.height,
+            time_base=time_base,
+            guessed_rate=Fraction(stream.guessed_rate) if stream.guessed_rate else None,
+            times=times,
+            audio=audio_spans(container),
+        )
+    return track
+
+
+def _plane(plane, dtype=np.uint16) -> np.ndarray:
+    """One picture plane as a 2-D array, without the line padding."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // itemsize)
+    return rows[:, : plane.width].copy()
+
+
+def _bits(frame: av.VideoFrame) -> int:
+    return frame.format.components[0].bits
+
+
+def prores_planes(path: str | Path) -> list[tuple[str, list[np.ndarray], int]]:
+    """Every frame of a ProRes file as (pix_fmt, raw planes as uint16, bits), exactly as decoded (no conversion)."""
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert frame.format.name.endswith("le") and _bits(frame) > 8, frame.format.name
+            out.append((frame.format.name, [_plane(p) for p in frame.planes], _bits(frame)))
+    return out
+
+
+def matte_from_prores(path: str | Path) -> np.ndarray:
+    """The alpha matte of an alpha .mov: its luma, limited range, as float64 in [0, 1] (T, H, W).
+
+    The decoder may output 10 or 12 bits; limited range is 64..940 at 10 bits, scaled by 2^(bits-10).
+    """
+    mattes = []
+    for _, planes, bits in prores_planes(path):
+        scale = 1 << (bits - 10)
+        mattes.append((planes[0].astype(np.float64) / scale - 64) / 876)
+    return np.stack(mattes)
+
+
+def alpha_plane_from_prores(path: str | Path) -> np.ndarray:
+    """The alpha plane of a ProRes 4444 file with alpha (full range), as float64 in [0, 1] (T, H, W)."""
+    alphas = []
+    for pix_fmt, planes, bits in prores_planes(path):
+        assert pix_fmt.startswith("yuva"), f"{path}: decoded as {pix_fmt}, which has no alpha plane"
+        alphas.append(planes[3].astype(np.float64) / ((1 << bits) - 1))
+    return np.stack(alphas)
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """A PNG as stored: uint8/uint16, grey (H, W) or RGB(A) (H, W, C) in RGB order."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{path}: not readable as an image"
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def png_files(folder: str | Path) -> list[Path]:
+    """The visible PNG files of a folder, in name order (hidden partial files excluded)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix == ".png" and not p.name.startswith("."))
+
+
+def read_png_sequence(folder: str | Path) -> tuple[np.ndarray, int]:
+    """All PNGs of a folder stacked, as float64 in [0, 1], and their bit depth."""
+    images = [read_png(p) for p in png_files(folder)]
+    assert images, f"{folder}: no PNG files"
+    depth = 16 if images[0].dtype == np.uint16 else 8
+    return np.stack(images).astype(np.float64) / ((1 << depth) - 1), depth
+
+
+def write_png_sequence(frames: np.ndarray, folder: Path) -> None:
+    """uint8 RGB frames (T, H, W, 3) as 8-bit RGB PNGs 000000.png, ... (OpenCV wants BGR)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        assert cv2.imwrite(str(folder / f"{t:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def visible_entries(folder: str | Path) -> list[str]:
+    """Names in a folder that a user would take for output (not hidden work/partial files)."""
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))

@@ -1,0 +1,276 @@
+"""End-to-end acceptance of the ``vmatte`` command line.
+
+* Golden parity through the CLI: the first 8 frames of each ``../shared/golden`` case, written as 8-bit RGB
+  PNGs, matted with ``--png-depth 16`` must match the golden alpha (README criteria, 16-bit rounding
+  included): the official PyTorch semantics by default, the TF.js semantics with ``--semantics tfjs``. Image
+  sequences get no pre-roll by default, so the state starts from zeros at frame 0 as in the goldens.
+* Bad input: non-zero exit, one clear ``error:`` line on stderr, no traceback, nothing finished-looking left.
+* ``--help`` examples, ``--version``, ``vmatte info``.
+
+Most runs are in-process (typer's CliRunner on ``vmatte.cli.app``); a few go through the installed ``vmatte``
+script to cover the real entry point (including its ``vmatte CLIP`` shorthand for ``vmatte run CLIP``).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import media
+from vmatte import __version__
+from vmatte.cli import app
+
+WEIGHTS = media.WEIGHTS_DIR / "rvm_mobilenetv3_tfjs_int8"
+GOLDEN_CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
+SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
+CORRUPT = "robustness_videos/decord_corrupted.mp4"
+NOTICE = re.compile(r"\S+ is not available here; using \S+ \(.*?\) instead")
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch):
+    for name, value in media.offline_env().items():
+        monkeypatch.setenv(name, value)
+
+
+def vmatte(*args) -> object:
+    """``vmatte ARGS`` in-process; stdout and stderr are kept apart."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def vmatte_process(*args, timeout: int = 120) -> subprocess.CompletedProcess:
+    """The installed ``vmatte`` script in a subprocess."""
+    return subprocess.run(["vmatte", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=media.env_for_cli())
+
+
+def assert_clean_failure(code: int, stdout: str, stderr: str, exception: BaseException | None, *needles: str):
+    """Non-zero exit; stderr is one 'error:' line (besides the model fallback notice) naming what is wrong."""
+    assert code != 0, f"exit code 0\nstdout: {stdout}\nstderr: {stderr}"
+    assert exception is None or isinstance(exception, SystemExit), f"leaked {exception!r}"
+    assert "Traceback" not in stdout + stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one error line on stderr, got:\n{stderr}"
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    rest = NOTICE.sub("", " ".join(stderr.split())).replace(" ".join(errors[0].split()), "").strip()
+    assert rest == "", f"more than the error on stderr: {rest!r}"
+
+
+def assert_cli_failure(result, *needles: str):
+    assert_clean_failure(result.exit_code, result.stdout, result.stderr, result.exception, *needles)
+
+
+# --- golden parity through the command line --------------------------------------------------------------------
+
+def assert_matches_golden(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+    """The golden README's criteria, per frame: max <= 1e-2, mean <= 2e-4, <= 0.01 % of values off by > 1e-3."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    for t, (a, e) in enumerate(zip(actual, expected.astype(np.float64))):
+        diff = np.abs(a - e)
+        assert diff.max() <= 1e-2, f"{what} frame {t}: max |diff| {diff.max():.2e}"
+        assert diff.mean() <= 2e-4, f"{what} frame {t}: mean |diff| {diff.mean():.2e}"
+        assert (diff > 1e-3).mean() <= 1e-4, f"{what} frame {t}: {(diff > 1e-3).mean():.3%} off by > 1e-3"
+
+
+@pytest.fixture(scope="module")
+def golden_frames(golden_dir, tmp_path_factory):
+    """Each case's input frames as a folder of 8-bit RGB PNGs, and its downsample ratio."""
+    root = tmp_path_factory.mktemp("golden")
+    cases = {}
+    for case in GOLDEN_CASES:
+        data = np.load(golden_dir / f"{case}.npz", allow_pickle=False)
+        frames = data["frames"][:8]
+        media.write_png_sequence(frames, root / case)
+        back, depth = media.read_png_sequence(root / case)  # the PNGs hold exactly the golden input
+        assert depth == 8 and np.array_equal(np.rint(back * 255).astype(np.uint8), frames)
+        cases[case] = (root / case, float(data["downsample_ratio"]))
+    return cases
+
+
+@pytest.mark.parametrize("semantics", ["tfjs", "torch"])
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frames, tmp_path, case, semantics):
+    frames, ratio = golden_frames[case]
+    golden = golden_dir / (f"{case}.npz" if semantics == "tfjs" else f"torch_semantics/{case}.npz")
+    expected = np.load(golden, allow_pickle=False)["pha"][:8, ..., 0]
+    out = tmp_path / "alpha"
+    args = [frames, "--weights", WEIGHTS, "--downsample-ratio", repr(ratio), "--out", f"{out}/", "--png-depth", 16]
+    if semantics == "tfjs":
+        args += ["--semantics", "tfjs"]
+    result = vmatte("run", *args, "-q")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in media.png_files(out)] == [f"{t:06d}.png" for t in range(8)]
+    alpha, depth = media.read_png_sequence(out)
+    assert depth == 16
+    assert_matches_golden(alpha, expected, f"{case} {semantics} pha")
+
+
+def test_semantics_option_changes_the_matte(weights_dir, golden_frames, tmp_path):
+    """--semantics is not ignored: at ratio < 1 the two semantics give visibly different mattes."""
+    frames, ratio = golden_frames["webcamface_320x214_r0.375"]
+    mattes = []
+    for semantics in ("tfjs", "torch"):
+        out = tmp_path / semantics
+        result = vmatte("run", frames, "--weights", WEIGHTS, "-r", ratio, "--out", f"{out}/", "--semantics",
+                        semantics, "-q")
+        assert result.exit_code == 0, result.output
+        mattes.append(media.read_png_sequence(out)[0])
+    assert np.abs(mattes[0] - mattes[1]).max() > 0.05
+
+
+# --- help, version, info ---------------------------------------------------------------------------------------
+
+def test_version():
+    result = vmatte_process("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"vmatte {__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", __version__)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["clip.mp4", "--help"]],
+                         ids=["vmatte", "run", "shorthand"])
+def test_help_shows_examples(args):
+    result = vmatte_process(*args)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "Examples" in text, f"no examples in 'vmatte {' '.join(args)}':\n{text}"
+    assert "vmatte clip.mp4 --out alpha.mov" in text
+
+
+def test_info_reports_size_rotation_frames_rate(samples_dir):
+    result = vmatte_process("info", samples_dir / "robustness_videos/androidx_portrait_4k60_rot90_vfr.mp4")
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert fields["size"].startswith("2160x3840")
+    assert fields["rotation"].startswith("90")
+    assert fields["frames"] == "18"
+    assert "variable" in fields["frame rate"]
+
+
+def test_info_exact_rate(samples_dir):
+    result = vmatte("info", samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4")
+    assert result.exit_code == 0, result.output
+    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert fields["size"].startswith("426x240")
+    assert fields["rotation"].startswith("0")
+    assert fields["frames"] == "300"
+    assert fields["frame rate"].startswith("30000/1001") and "variable" not in fields["frame rate"]
+
+
+def test_info_of_missing_file_is_a_clean_error(tmp_path):
+    result = vmatte("info", tmp_path / "nope.mp4")
+    assert_cli_failure(result, "nope.mp4")
+
+
+# --- a successful run through the real entry point ---------------------------------------------------------------
+
+def test_shorthand_run_writes_prores_and_prints_one_line_notice(samples_dir, tmp_path):
+    """``vmatte CLIP --out a.mov`` works as ``vmatte run``; the default model's fallback is one notice line."""
+    out = tmp_path / "alpha.mov"
+    result = vmatte_process(samples_dir / SMALL, "--out", out, "-r", "0.5", "-q")
+    assert result.returncode == 0, result.stderr
+    track = media.read_track(out)
+    assert track.codec == "prores" and len(track.times) == 3 and (track.width, track.height) == (568, 320)
+    notice = [line for line in result.stderr.splitlines() if "not available" in line]
+    assert len(notice) == 1 and "instead" in notice[0], f"notice not on one line:\n{result.stderr}"
+    assert media.visible_entries(tmp_path) == ["alpha.mov"]
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+def test_missing_file_real_process(tmp_path):
+    """Through the installed script, without -q: still one error line and no traceback."""
+    result = vmatte_process(tmp_path / "missing.mp4", "--out", tmp_path / "alpha.mov")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "missing.mp4" in errors[0], result.stderr
+    assert media.visible_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["missing.mp4", "take[/b].mp4", "take[red]1.mp4"],
+                         ids=["plain", "closing-tag", "style-tag"])
+def test_missing_file(tmp_path, name):
+    """The path is shown as given, even when it looks like console markup."""
+    result = vmatte("run", tmp_path / name, "--out", tmp_path / "alpha.mov", "-q")
+    assert_cli_failure(result, name)
+    assert media.visible_entries(tmp_path) == []
+
+
+def test_text_file_renamed_mp4(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    result = vmatte("run", fake, "--out", tmp_path / "alpha.mov", "-q")
+    assert_cli_failure(result, "notes.mp4")
+    assert media.visible_entries(tmp_path) == ["notes.mp4"]
+
+
+def test_existing_output_needs_overwrite(samples_dir, tmp_path):
+    out = tmp_path / "alpha.mov"
+    out.write_bytes(b"an earlier result")
+    result = vmatte("run", samples_dir / SMALL, "--out", out, "-r", "0.5", "-q")
+    assert_cli_failure(result, "alpha.mov", "--overwrite")
+    assert out.read_bytes() == b"an earlier result"
+    assert media.visible_entries(tmp_path) == ["alpha.mov"]
+    result = vmatte("run", samples_dir / SMALL, "--out", out, "-r", "0.5", "-q", "--overwrite")
+    assert result.exit_code == 0, result.output
+    track = media.read_track(out)
+    assert track.codec == "prores" and len(track.times) == 3
+    assert media.visible_entries(tmp_path) == ["alpha.mov"]
+
+
+@pytest.mark.parametrize("target", ["alpha.mov", "alpha/"], ids=["mov", "png"])
+def test_unwritable_output_folder(samples_dir, tmp_path, target):
+    """The output's parent is a regular file (chmod would not stop root)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = vmatte("run", samples_dir / SMALL, "--out", f"{blocker}/{target}", "-r", "0.5", "-q")
+    assert_cli_failure(result, "afile")
+    assert media.visible_entries(tmp_path) == ["afile"] and blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--model", "nope"], ["nope"]),
+        (["--png-depth", "12"], ["12"]),
+        (["--downsample-ratio", "0"], ["0"]),
+        (["--downsample-ratio", "abc"], ["abc"]),
+        (["--device", "cuda"], ["cuda"]),
+    ],
+    ids=["unknown-model", "png-depth-12", "ratio-0", "ratio-abc", "device-cuda"],
+)
+def test_bad_option(samples_dir, tmp_path, args, needles):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present here")
+    result = vmatte("run", samples_dir / SMALL, "--out", tmp_path / "alpha.mov", *args, "-q")
+    assert_cli_failure(result, *needles)
+    assert media.visible_entries(tmp_path) == []
+
+
+def test_no_outputs_given(samples_dir, tmp_path):
+    result = vmatte("run", samples_dir / SMALL, "-r", "0.5", "-q")
+    assert_cli_failure(result, "--out")
+
+
+def test_alpha_to_mp4_is_refused(samples_dir, tmp_path):
+    result = vmatte("run", samples_dir / SMALL, "--out", tmp_path / "x.mp4", "-r", "0.5", "-q")
+    assert_cli_failure(result, "x.mp4", "alpha")
+    assert media.visible_entries(tmp_path) == []
+
+
+def test_corrupt_clip_midway(samples_dir, tmp_path):
+    """Fails at the damaged frame (index 30, 3.000 s) after 30 good ones: no output, only the work folder."""
+    out = tmp_path / "alpha.mov"
+    result = vmatte("run", samples_dir / CORRUPT, "--out", out, "--fgr", f"{tmp_path}/fgr/", "-r", "0.125", "-q")
+    assert_cli_failure(result, "index 30", "t=3.000 s")
+    assert not out.exists() and not (tmp_path / "fgr").exists()
+    assert media.visible_entries(tmp_path) == []
+    assert set(p.name for p in tmp_path.iterdir()) <= {".alpha.mov.vmatte", ".fgr.vmatte"}
