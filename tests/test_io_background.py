@@ -49,3 +49,14 @@ def test_video_streams_and_loops(samples_dir):
     np.testing.assert_array_equal(background.frame(5), first[2])
     np.testing.assert_array_equal(background.frame(1), first[1])  # a jump back restarts at that frame
     background.close()
+
+
+def test_jpeg_with_side_data_pyav_cannot_name(samples_dir):
+    """This photo carries side data (EXIF) that PyAV 18 has no name for; it must still open, upright."""
+    path = samples_dir / "backgrounds" / "moviepy_vacation_2017.jpg"
+    background = open_background(str(path), 320, 180)
+    picture = background.frame(0)
+    reference = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)  # 2560x1440: same aspect, plain scale
+    expected = cv2.resize(reference, (320, 180), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    assert picture.shape == (180, 320, 3)
+    assert np.abs(picture - expected).mean() < 0.02

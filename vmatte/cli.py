@@ -78,7 +78,7 @@ def run_command(
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
     downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
                                          help="Internal scale in (0, 1], a long side like 768px, or auto "
-                                              "(long side about 512 px)."),
+                                              "(long side about 640 px)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
     semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs (the TF.js export's, for parity)."),
@@ -91,7 +91,7 @@ def run_command(
                                       help="Repeat the last good frame in place of a corrupt one."),
     preroll: int = typer.Option(None, "--preroll", min=0, max=64,
                                 help="Frames run before each shot to settle the recurrent state (0: off; "
-                                     "default 8 for video files, 0 for image sequences)."),
+                                     "default 16 for video files, 0 for image sequences)."),
     cuts: bool = typer.Option(None, "--cuts/--no-cuts", help="Reset the state at detected hard cuts (default: "
                                                                "on for video files, off for image sequences)."),
     cut_threshold: float = typer.Option(None, "--cut-threshold", min=0.0,

@@ -23,7 +23,7 @@ from .io import SourceFrame
 from .smoothing import DEFAULT_THRESHOLD as OFD_THRESHOLD
 from .smoothing import OneFrameDelaySmoother
 
-DEFAULT_PREROLL = 8  # frames; see the README's quality figures for how it was chosen
+DEFAULT_PREROLL = 16  # frames: the state takes ~10 frames to settle (README, "Quality", benchmarks/quality.py)
 # Mean absolute change of hue, saturation and value between consecutive thumbnails, on a 0-255 scale.
 # Motion, pans and lighting drift stay well below it; a cut to another shot lands far above it.
 DEFAULT_CUT_THRESHOLD = 30.0

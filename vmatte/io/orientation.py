@@ -64,7 +64,10 @@ UPRIGHT = Orientation()
 
 def orientation_of(frame: av.VideoFrame) -> Orientation:
     """The orientation signalled by a decoded frame's display-matrix side data (upright when absent)."""
-    side_data = frame.side_data.get(Type.DISPLAYMATRIX)
+    try:
+        side_data = frame.side_data.get(Type.DISPLAYMATRIX)
+    except ValueError:  # PyAV cannot name some side data (EXIF in JPEGs, type 31): then there is no matrix
+        return UPRIGHT
     if side_data is None:
         return UPRIGHT
     matrix = np.frombuffer(bytes(side_data), dtype="<i4")
