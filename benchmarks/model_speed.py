@@ -32,7 +32,7 @@ def main() -> None:
     for (height, width), ratio in CASES:
         engine = MattingEngine.load(args.model, args.weights, device=device, precision=args.precision,
                                     refiner=args.refiner)
-        frames = torch.rand(args.chunk, 3, height, width)
+        frames = torch.rand(args.chunk, height, width, 3).permute(0, 3, 1, 2)  # decoded frames are HWC
         state = None
         engine.run(frames, state, ratio, need_fgr=not args.alpha_only)  # warm-up: allocator, kernels
         done = 0

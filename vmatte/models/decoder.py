@@ -20,14 +20,15 @@ class ConvGRU(nn.Module):
         frames = x.unflatten(0, (batch, -1))
         if h is None:
             h = torch.zeros_like(frames[:, 0])
-        outputs = []
+        out = torch.empty_like(x)  # keeps the input's memory layout (channels-last convolutions are faster)
+        steps = out.unflatten(0, (batch, -1))
         for t in range(frames.shape[1]):
             x_t = frames[:, t]
             r, z = self.ih(torch.cat([x_t, h], dim=1)).split(self.channels, dim=1)
             c = self.hh(torch.cat([x_t, r * h], dim=1))
             h = (1 - z) * h + z * c
-            outputs.append(h)
-        return torch.stack(outputs, dim=1).flatten(0, 1), h
+            steps[:, t] = h
+        return out, h
 
 
 def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

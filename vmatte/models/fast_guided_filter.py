@@ -10,14 +10,12 @@ EPS = 1e-5
 
 
 def _box3(x: torch.Tensor, valid: bool) -> torch.Tensor:
-    """3x3 mean as two separable passes; ``valid`` (TF.js) leaves the borders out instead of zero-padding."""
-    c = x.shape[1]
-    tap = 1.0 / 3.0
-    rows = x.new_full((c, 1, 3, 1), tap)
-    cols = x.new_full((c, 1, 1, 3), tap)
-    if valid:  # TF.js order: vertical, then horizontal
-        return F.conv2d(F.conv2d(x, rows, groups=c), cols, groups=c)
-    return F.conv2d(F.conv2d(x, cols, padding=(0, 1), groups=c), rows, padding=(1, 0), groups=c)
+    """3x3 mean; ``valid`` (TF.js) leaves the borders out, otherwise zeros pad them (PyTorch). Average
+    pooling computes the same as the official two separable 1/3-tap convolutions, several times faster
+    than depthwise convolutions on four channels."""
+    if valid:
+        return F.avg_pool2d(x, 3, stride=1)
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)
 
 
 class FastGuidedFilterRefiner(nn.Module):

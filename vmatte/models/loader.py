@@ -99,5 +99,7 @@ def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -
 
 
 def prepare_for_inference(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """BatchNorm folded into the convolutions, moved to the device and precision it will run at."""
-    return fold_batchnorm(model).to(device=device, dtype=dtype)
+    """BatchNorm folded into the convolutions, moved to the device and precision it will run at, in the
+    channels-last layout (decoded frames arrive in it, and CPU convolutions run several times faster in it
+    at the decoder's odd channel counts)."""
+    return fold_batchnorm(model).to(device=device, dtype=dtype, memory_format=torch.channels_last)
