@@ -17,6 +17,7 @@ Experiments (each prints one table):
   preroll    pre-roll K = 0, 4, 8, 16 frames (cut handling on, so K also applies after the cut)
   cuts       cut handling off / on (default pre-roll), and no recurrence at all (state reset every frame)
   ratio      downsample ratios giving an internal long side of 256..768 px, at each --sweep-sizes size
+  smooth     without and with one-frame-delay (OFD) smoothing of the matte
 All but "semantics" use --semantics (torch) and vmatte's automatic ratio for --size, except where varied.
 Everything is deterministic: fixed motion paths, no randomness. Progress goes to stderr.
 """
@@ -50,7 +51,7 @@ CHUNK = 4
 PREROLLS = (0, 4, 8, 16)
 SEMANTICS_RATIOS = (1.0, 0.8, 0.5)
 LONG_SIDES = (256, 384, 512, 640, 768)
-EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio")
+EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth")
 COLUMNS = (("MAD", "mad"), ("MSE", "mse"), ("Grad", "grad"), ("dtSSD", "dtssd"),
            (f"MAD 1-{SETTLE_FRAMES}", "mad_first"), (f"MAD cut+{SETTLE_FRAMES}", "mad_after_cut"),
            ("CPU ms/f", "cpu_ms"))
@@ -186,6 +187,7 @@ class Setting:
     preroll: int = DEFAULT_PREROLL
     cuts: bool = True  # reset the state (and pre-roll again) at detected hard cuts
     recurrent: bool = True  # False: state reset every frame
+    smooth: str | None = None  # "ofd": one-frame-delay smoothing after the model
 
 
 @dataclass
@@ -216,6 +218,9 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
             ("cut handling off", replace(default, cuts=False)),
             ("cut handling on", default),
             ("no recurrence", replace(default, preroll=0, cuts=False, recurrent=False))]))
+    if "smooth" in names:
+        plans.append(Experiment("smooth", f"OFD smoothing ({semantics}, r={default.ratio:.3g}, defaults otherwise)",
+                                size, [("no smoothing", default), ("--smooth ofd", replace(default, smooth="ofd"))]))
     if "ratio" in names:
         for sweep_width, sweep_height in sweep_sizes:
             long_side = max(sweep_width, sweep_height)
@@ -234,7 +239,8 @@ def load_engine(model: str, semantics: str) -> MattingEngine:
 
 
 def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting) -> list[np.ndarray]:
-    options = TemporalOptions(preroll=setting.preroll, cuts=setting.cuts)  # explicit: no automatic choices
+    # Explicit choices: no automatic ones.
+    options = TemporalOptions(preroll=setting.preroll, cuts=setting.cuts, smooth=setting.smooth)
     if setting.recurrent:
         return list(matte_frames(engine, frames, setting.ratio, options, chunk=CHUNK))
     # Each frame as a one-frame stream: the state starts empty every time.

@@ -5,7 +5,8 @@
 
 speed       fps for alpha-only PNG (16-bit), alpha-only ProRes and foreground ProRes at 1920x1080 (ratio 0.25)
             and 960x540 (ratio 0.4), 10-second clips made by scaling and looping a sample
-memory      peak resident memory of a run on a 10-second and a 10-minute clip (same sample, looped)
+memory      peak resident memory of a run on a 10-second and a 10-minute 640x360 clip (same sample, looped;
+            alpha ProRes, ratio 0.5)
 checkpoint  fps with the usual segment/checkpoint cadence against one segment for the whole clip
 Each run is a separate ``vmatte`` process (its own start-up excluded from fps: the figure is the one vmatte
 prints, frames over the time from the first decoded frame to the finished files).
@@ -73,8 +74,8 @@ def memory(work: Path, seconds: int, minutes: int) -> None:
         code = ("import resource, sys; from vmatte.cli import main; sys.argv = ['vmatte', *sys.argv[1:]]\n"
                 "try:\n    main()\nfinally:\n"
                 "    print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
-        result = subprocess.run([sys.executable, "-c", code, str(clip), "--out", "a.mov", "--overwrite", "--fresh"],
-                                cwd=work, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-c", code, str(clip), "--out", "a.mov", "-r", "0.5", "--overwrite",
+                                 "--fresh"], cwd=work, capture_output=True, text=True)
         peak = int(re.search(r"peak-kib (\d+)", result.stderr).group(1)) / 1024
         fps = float(re.search(r"\(([\d.]+) fps\)", result.stderr).group(1)) if "fps)" in result.stderr else 0.0
         print(f"{label:>12} {frames:7d} {fps:6.1f} {peak:9.0f}", flush=True)

@@ -59,12 +59,9 @@ def env_for_cli() -> dict[str, str]:
     return {**os.environ, **offline_env()}
 
 
-def decoded_times(path: str | Path) -> tuple[list[Fraction], Fraction, int | None]:
-    """Exact times (s) of every frame PyAV's decoder outputs, the stream's time base, and its rotation.
-
-    Decode errors are skipped (the frames around them still count), as a plain PyAV loop would do.
-    """
-    times, rotation = [], None
+def _decoded_frames(path: str | Path):
+    """(stream time base, every picture PyAV's frame-threaded decoder outputs); decode errors are skipped
+    (the frames around them still count), as a plain PyAV loop would do."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -75,26 +72,25 @@ def decoded_times(path: str | Path) -> tuple[list[Fraction], Fraction, int | Non
             except av.FFmpegError:
                 continue
             for frame in frames:
-                times.append(frame.pts * time_base)
-                if rotation is None:
-                    rotation = frame.rotation
+                yield time_base, frame
+
+
+def decoded_times(path: str | Path) -> tuple[list[Fraction], Fraction, int | None]:
+    """Exact times (s) of every frame PyAV's decoder outputs, the stream's time base, and its rotation."""
+    times, rotation, time_base = [], None, None
+    for time_base, frame in _decoded_frames(path):
+        times.append(frame.pts * time_base)
+        if rotation is None:
+            rotation = frame.rotation
     return times, time_base, rotation
 
 
 def decode_damage(path: str | Path) -> tuple[int, int]:
     """(pictures PyAV's decoder outputs, how many of them it flags as corrupt), with frame threading."""
     decoded = flagged = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue
-            for frame in frames:
-                decoded += 1
-                flagged += bool(frame.is_corrupt)
+    for _, frame in _decoded_frames(path):
+        decoded += 1
+        flagged += bool(frame.is_corrupt)
     return decoded, flagged
 
 
