@@ -120,3 +120,41 @@ def test_known_checksums_are_well_formed():
     for model in MODELS.values():
         for digest in [model.sha256, *(d for _, d in model.unpacked)]:
             assert digest is None or re.fullmatch(r"[0-9a-f]{64}", digest)
+
+
+def test_download_checks_the_checksum_and_never_leaves_a_broken_file(tmp_path, monkeypatch):
+    """The real download path, fed from a local file:// URL (urllib's own scheme; no network)."""
+    import dataclasses
+    import hashlib
+
+    from vmatte.models.weights import download
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path / "cache"))
+    served = tmp_path / "served.pth"
+    served.write_bytes(b"weights" * 1000)
+    good = dataclasses.replace(MODELS["rvm-resnet50"], url=served.as_uri(),
+                               sha256=hashlib.sha256(served.read_bytes()).hexdigest())
+    path = download(good, quiet=True)
+    assert path == tmp_path / "cache" / "rvm_resnet50.pth" and path.read_bytes() == served.read_bytes()
+    path.unlink()
+    bad = dataclasses.replace(good, sha256="0" * 64)
+    with pytest.raises(VmatteError, match="sha256"):
+        download(bad, quiet=True)
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-written, nothing that looks finished
+
+
+def test_download_unpacks_the_tfjs_archive_and_checks_its_files(weights_dir, tmp_path, monkeypatch):
+    import dataclasses
+    import zipfile
+
+    from vmatte.models.weights import download
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path / "cache"))
+    archive = tmp_path / "rvm_mobilenetv3_tfjs_int8.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for file in (weights_dir / "rvm_mobilenetv3_tfjs_int8").iterdir():
+            out.write(file, f"rvm_mobilenetv3_tfjs_int8/{file.name}")
+    model = dataclasses.replace(MODELS["rvm-mobilenetv3-int8"], url=archive.as_uri())
+    path = download(model, quiet=True)
+    assert path == tmp_path / "cache" / "rvm_mobilenetv3_tfjs_int8"
+    assert load_rvm(path).variant == "mobilenetv3"

@@ -248,16 +248,43 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             typer.echo(f"{name:>22}: {value}")
 
 
-@app.command("models")
-def models_command() -> None:
+models_app = typer.Typer(help="Known models: list them, or fetch one.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models_command(context: typer.Context) -> None:
     """Known models, and whether each is present locally (and where)."""
     from .models.weights import MODELS, find_local
 
+    if context.invoked_subcommand is not None:
+        return
     with user_errors():
         for model in MODELS.values():
             path = find_local(model)
-            where = str(path) if path else "not downloaded"
+            where = str(path) if path else f"not here: 'vmatte models pull {model.name}'"
             typer.echo(f"{model.name:22} {model.description}\n{'':22} {where}")
+
+
+@models_app.command("pull")
+def models_pull_command(name: str = typer.Argument(..., help="Model name, as 'vmatte models' lists it.")) -> None:
+    """Download a model's official file into the cache (checked against its sha256 where one is known)."""
+    from .models.weights import MODELS, download, find_local, missing_message, offline
+
+    with user_errors():
+        if name not in MODELS:
+            raise VmatteError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        model = MODELS[name]
+        if path := find_local(model):
+            say(f"{name} is already here: {path}")
+            return
+        if offline():
+            raise VmatteError(missing_message(model) + " (VMATTE_OFFLINE is set)")
+        try:
+            path = download(model)
+        except OSError as exc:
+            raise VmatteError(f"{missing_message(model)} (download failed: {exc})") from None
+        say(f"{name}: {path}")
 
 
 def _version(value: bool) -> None:
