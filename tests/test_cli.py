@@ -274,3 +274,27 @@ def test_corrupt_clip_midway(samples_dir, tmp_path):
     assert not out.exists() and not (tmp_path / "fgr").exists()
     assert media.visible_entries(tmp_path) == []
     assert set(p.name for p in tmp_path.iterdir()) <= {".alpha.mov.vmatte", ".fgr.vmatte"}
+
+
+def test_models_lists_every_known_model_and_where_it_is(weights_dir, monkeypatch):
+    from vmatte.models.weights import MODELS
+
+    monkeypatch.setenv("VMATTE_WEIGHTS", str(weights_dir))
+    result = vmatte("models")
+    assert result.exit_code == 0, result.output
+    for name in MODELS:
+        assert name in result.stdout
+    assert str(weights_dir / "rvm_mobilenetv3_tfjs_int8") in result.stdout
+    assert "vmatte models pull rvm-resnet50" in result.stdout
+
+
+def test_models_pull_offline_says_what_to_do(tmp_path, monkeypatch):
+    from vmatte.models.weights import MODELS
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path))
+    monkeypatch.setenv("VMATTE_OFFLINE", "1")
+    result = vmatte("models", "pull", "rvm-resnet50")
+    assert_clean_failure(result.exit_code, result.stdout, result.stderr, result.exception,
+                         MODELS["rvm-resnet50"].url, str(tmp_path))
+    unknown = vmatte("models", "pull", "rvm-tiny")
+    assert_clean_failure(unknown.exit_code, unknown.stdout, unknown.stderr, unknown.exception, "unknown model")
