@@ -208,8 +208,10 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                            boundary_every=segment_frames)
     start_frame = checkpoint.next_frame if checkpoint else 0
     if checkpoint:
-        if checkpoint.stream:  # empty once every frame is in segments: only the final step is left
+        if checkpoint.stream:
             stream.restore(checkpoint.next_frame, checkpoint.stream)
+        else:  # empty once every frame is in segments: only the final step is left
+            stream.next_frame = checkpoint.next_frame
         notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
     segments_done = checkpoint.segments if checkpoint else 0
     for track in tracks:
@@ -272,6 +274,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             if on_progress:
                 on_progress(stream.next_frame, info.frame_count)
         _put(matted, stream.finish(), stop)
+        if on_progress:
+            on_progress(stream.next_frame, info.frame_count)
         _put(matted, None, stop)
         while stages[1].is_alive():
             stages[1].join(0.1)
