@@ -17,7 +17,6 @@ leave no finished-looking output, and complete with ``skip_corrupt``.
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
 

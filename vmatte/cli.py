@@ -137,7 +137,8 @@ def run_command(
 
 
 def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_threshold: float | None,
-                     smooth: str | None) -> "TemporalOptions":
+                     smooth: str | None):
+    """The TemporalOptions the temporal flags ask for (None: the automatic choice)."""
     from .models.weights import MODELS
     from .temporal import DEFAULT_CUT_THRESHOLD, SMOOTHERS, TemporalOptions
 

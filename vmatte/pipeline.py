@@ -23,9 +23,9 @@ from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .models.weights import sha256_of
 from .outputs import OutputTrack, existing_output
-from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions, frames_to_tensor
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
+from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions, frames_to_tensor
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
