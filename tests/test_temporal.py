@@ -7,7 +7,7 @@ import torch
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
 from vmatte.temporal import (DEFAULT_CUT_THRESHOLD, Boundary, MattedFrame, MattingStream, TemporalOptions,
-                             cut_score, frames_to_tensor, matte_frames, thumbnail)
+                             cut_score, matte_frames, thumbnail)
 
 CLIP_A = "portrait_videos/androidx_webcam_face_640x428.mov"
 CLIP_B = "portrait_videos/sam2_bedroom_child_960x540.mp4"
@@ -89,7 +89,7 @@ def run_stream(engine, frames, options, boundary_every, start=0, saved=None):
     items = []
     for i in range(start, len(frames), 3):  # chunks from the decoder need not match the model's
         batch = [SourceFrame(j, 1000 + j, 0.0, frames[j]) for j in range(i, min(i + 3, len(frames)))]
-        items += stream.push(batch, frames_to_tensor(batch))
+        items += stream.push(batch)
     return items + stream.finish()
 
 

@@ -25,7 +25,7 @@ from .models.weights import sha256_of
 from .outputs import OutputTrack, existing_output
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
-from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions, frames_to_tensor
+from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
@@ -228,7 +228,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
     def decode() -> None:
         for chunk in _chunks(source.frames(start_frame), settings.chunk):
-            _put(decoded, (chunk, frames_to_tensor(chunk)), stop)
+            _put(decoded, chunk, stop)
         _put(decoded, None, stop)
 
     def write() -> None:
@@ -268,9 +268,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     try:
         for stage in stages:
             stage.start()
-        while (item := _get(decoded, stop, stages)) is not None:
-            frames, pictures = item
-            _put(matted, stream.push(frames, pictures), stop)
+        while (frames := _get(decoded, stop, stages)) is not None:
+            _put(matted, stream.push(frames), stop)
             if on_progress:
                 on_progress(stream.next_frame, info.frame_count)
         _put(matted, stream.finish(), stop)

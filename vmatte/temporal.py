@@ -84,16 +84,13 @@ def cut_score(previous: np.ndarray, current: np.ndarray) -> float:
 
 @dataclass
 class _Pending:
-    frame: SourceFrame
-    picture: torch.Tensor  # (3, H, W) float in [0, 1]
+    frame: SourceFrame  # kept as decoded (8 or 16 bits): pre-roll holds up to ``preroll`` frames back
     thumbnail: np.ndarray | None
     shot_start: bool
 
 
 def _stack(items: list[_Pending]) -> torch.Tensor:
-    """(T, 3, H, W) in the channels-last layout frames arrive in: every model call sees one memory layout
-    (results differ in the last bits between layouts), and the convolutions run a little faster in it."""
-    return torch.stack([i.picture.permute(1, 2, 0) for i in items]).permute(0, 3, 1, 2)
+    return frames_to_tensor([i.frame for i in items])
 
 
 @dataclass
@@ -126,13 +123,13 @@ class MattingStream:
         if self.options.smooth == "ofd":
             self._smoother = OneFrameDelaySmoother(self.options.smooth_threshold)
 
-    def push(self, frames: list[SourceFrame], pictures: torch.Tensor) -> list:
-        for frame, picture in zip(frames, pictures):
+    def push(self, frames: list[SourceFrame]) -> list:
+        for frame in frames:
             thumb = thumbnail(frame.rgb) if self.options.cuts else None
             shot_start = frame.index == 0 or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)
-            self._pending.append(_Pending(frame, picture, thumb, shot_start))
+            self._pending.append(_Pending(frame, thumb, shot_start))
             self.last_thumbnail = thumb
         return self._drain(end_of_stream=False)
 
@@ -221,7 +218,9 @@ class MattingStream:
 
 
 def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
-    """(T, 3, H, W) float32 in [0, 1]; the HWC frames are viewed, not transposed (channels-last strides)."""
+    """(T, 3, H, W) float32 in [0, 1] in the channels-last layout frames are decoded in (viewed, not
+    transposed): every model call sees one memory layout (results differ in the last bits between layouts),
+    and the convolutions run faster in it."""
     batch = np.stack([f.rgb for f in frames])
     scale = 255.0 if batch.dtype == np.uint8 else 65535.0
     tensor = torch.from_numpy(batch if batch.dtype == np.uint8 else batch.astype(np.float32))
@@ -234,13 +233,10 @@ def matte_frames(engine: MattingEngine, frames: Iterable[np.ndarray], downsample
     stream = MattingStream(engine, downsample_ratio, options, chunk, need_fgr=False)
     batch: list[SourceFrame] = []
 
-    def push(items: list[SourceFrame]) -> list:
-        return stream.push(items, frames_to_tensor(items))
-
     for index, rgb in enumerate(frames):
         batch.append(SourceFrame(index, index, 0.0, rgb))
         if len(batch) == chunk:
-            yield from (m.pha for m in push(batch))
+            yield from (m.pha for m in stream.push(batch))
             batch = []
-    out = push(batch) if batch else []
+    out = stream.push(batch) if batch else []
     yield from (m.pha for m in out + stream.finish())
