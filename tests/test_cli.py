@@ -143,10 +143,15 @@ def test_help_shows_examples(args):
     assert "vmatte clip.mp4 --out alpha.mov" in text
 
 
+def info_fields(text: str) -> dict[str, str]:
+    """``vmatte info``'s "name: value" lines."""
+    return dict(line.strip().split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
 def test_info_reports_size_rotation_frames_rate(samples_dir):
     result = vmatte_process("info", samples_dir / "robustness_videos/androidx_portrait_4k60_rot90_vfr.mp4")
     assert result.returncode == 0, result.stderr
-    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    fields = info_fields(result.stdout)
     assert fields["size"].startswith("2160x3840")
     assert fields["rotation"].startswith("90")
     assert fields["frames"] == "18"
@@ -156,7 +161,7 @@ def test_info_reports_size_rotation_frames_rate(samples_dir):
 def test_info_exact_rate(samples_dir):
     result = vmatte("info", samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4")
     assert result.exit_code == 0, result.output
-    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    fields = info_fields(result.stdout)
     assert fields["size"].startswith("426x240")
     assert fields["rotation"].startswith("0")
     assert fields["frames"] == "300"

@@ -163,18 +163,19 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         is_vfr=is_vfr,
         start_pts=pts[0],
         duration=float((pts[-1] - pts[0]) * time_base + 1 / frame_rate),
-        pix_fmt=frame.format.name,
-        bit_depth=frame.format.components[0].bits,
+        **_picture_fields(frame, colour, colour_assumed),
         # VP8/VP9 alpha travels beside the picture (Matroska BlockAdditional), flagged by alpha_mode.
         has_alpha=any(c.is_alpha for c in frame.format.components) or metadata.get("alpha_mode") == "1",
-        colour_matrix=colour.matrix,
-        colour_range=colour.range,
-        colour_primaries=colour.primaries,
-        colour_transfer=colour.transfer,
-        colour_assumed=colour_assumed,
         audio=audio,
     )
     return info, Timeline(pts=pts, keyframe_pts=keyframe_pts, orientation=orientation, stream_index=stream_index)
+
+
+def _picture_fields(frame: av.VideoFrame, colour: Colour, colour_assumed: bool) -> dict:
+    """The VideoInfo fields read off a decoded picture: its pixel format and how its colour is to be read."""
+    return {"pix_fmt": frame.format.name, "bit_depth": frame.format.components[0].bits,
+            "colour_matrix": colour.matrix, "colour_range": colour.range, "colour_primaries": colour.primaries,
+            "colour_transfer": colour.transfer, "colour_assumed": colour_assumed}
 
 
 def _video_stream(path: Path, container: av.container.InputContainer) -> av.VideoStream:
@@ -289,14 +290,8 @@ def _scan_sequence(path: Path) -> tuple[VideoInfo, Timeline]:
         is_vfr=False,
         start_pts=0,
         duration=float(count / SEQUENCE_FRAME_RATE),
-        pix_fmt=frame.format.name,
-        bit_depth=frame.format.components[0].bits,
+        **_picture_fields(frame, colour, colour_assumed),
         has_alpha=any(c.is_alpha for c in frame.format.components),
-        colour_matrix=colour.matrix,
-        colour_range=colour.range,
-        colour_primaries=colour.primaries,
-        colour_transfer=colour.transfer,
-        colour_assumed=colour_assumed,
         is_image_sequence=True,
     )
     return info, Timeline(pts=tuple(range(count)), keyframe_pts=tuple(range(count)), files=files)
