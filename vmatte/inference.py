@@ -1,6 +1,7 @@
 """Running a matting model on chunks of frames: device and precision choice, loading, recurrent state."""
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -8,6 +9,7 @@ import torch
 from .errors import VmatteError
 from .models import MODELS, MattingOutput, load_rvm, prepare_for_inference, resolve
 from .models.modnet import load_modnet, predict_matte
+from .models.weights import sha256_of
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # The internal (downsampled) long side of --downsample-ratio auto. RVM's authors advise about 480-512 px for
@@ -80,6 +82,12 @@ class MattingEngine:
         network = load_modnet(path) if family == "modnet" else load_rvm(path, semantics=semantics, refiner=refiner)
         network = prepare_for_inference(network, device, dtype)
         return cls(network, model_name, family, path, device, dtype)
+
+    @cached_property
+    def weights_sha256(self) -> list[str]:
+        """Checksums of the weight file(s), computed once: a batch fingerprints every clip with them."""
+        files = sorted(self.weights_path.iterdir()) if self.weights_path.is_dir() else [self.weights_path]
+        return [sha256_of(f) for f in files]
 
     @property
     def recurrent(self) -> bool:

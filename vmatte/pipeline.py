@@ -21,7 +21,6 @@ from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
-from .models.weights import sha256_of
 from .outputs import OutputTrack, existing_output
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
@@ -140,13 +139,11 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
     """Everything that shapes the result; a saved run resumes only under the same fingerprint."""
     source = Path(settings.input)
     stat = source.stat()
-    weights = engine.weights_path
-    weight_files = sorted(weights.iterdir()) if weights.is_dir() else [weights]
     return {
         "vmatte": __version__,
         "input": str(source.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
         "frames": info.frame_count,
-        **engine.settings(), "weights_sha256": [sha256_of(f) for f in weight_files],
+        **engine.settings(), "weights_sha256": engine.weights_sha256,
         "downsample_ratio": ratio,
         "chunk": settings.chunk, "segment_frames": segment_frames,
         "outputs": {k: os.path.abspath(p) for k, p in settings.outputs.items()},
@@ -256,12 +253,10 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             progress["segments"] += 1
             progress["in_segments"] = progress["written"]
         writers.clear()
-        if boundary is not None:
-            save_checkpoint(tracks[0].work_dir, Checkpoint(current, boundary.next_frame, progress["written"],
-                                                           progress["segments"], boundary.saved))
-        else:  # the end: everything is in segments; a kill from here on only repeats the final step
-            save_checkpoint(tracks[0].work_dir, Checkpoint(current, info.frame_count, progress["written"],
-                                                           progress["segments"], {}))
+        # At the end (no boundary) everything is in segments: a kill from then on only repeats the final step.
+        next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (info.frame_count, {})
+        save_checkpoint(tracks[0].work_dir, Checkpoint(current, next_frame, progress["written"], progress["segments"],
+                                                       saved))
 
     stages = [_Stage("decode", decode), _Stage("write", write)]
     start = time.perf_counter()
