@@ -28,6 +28,8 @@ class VideoTrack:
     guessed_rate: Fraction | None
     times: list[Fraction]  # presentation time of every decoded frame, in seconds, exact
     audio: list[AudioSpan]
+    colour: tuple[int, int, int, int]  # the first decoded frame's (matrix, primaries, transfer, range) codes
+    pixel_aspect: Fraction | None  # the container's sample aspect ratio
 
 
 @dataclass
@@ -133,6 +135,8 @@ def read_track(path: str | Path) -> VideoTrack:
             guessed_rate=Fraction(stream.guessed_rate) if stream.guessed_rate else None,
             times=times,
             audio=audio_spans(container),
+            colour=(first.colorspace, first.color_primaries, first.color_trc, first.color_range),
+            pixel_aspect=stream.sample_aspect_ratio,
         )
     return track
 

@@ -168,6 +168,22 @@ def test_info_exact_rate(samples_dir):
     assert fields["frame rate"].startswith("30000/1001") and "variable" not in fields["frame rate"]
 
 
+def test_info_of_a_png_with_an_icc_profile_exits_cleanly(samples_dir):
+    """The astronaut PNG carries an ICC profile whose side-data metadata PyAV 18 frees twice if it is read
+    off the decoded frame: the process crashed at exit (status 139) after printing its answer."""
+    result = vmatte_process("info", samples_dir / "portrait_images/skimage_astronaut.png")
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    fields = info_fields(result.stdout)
+    assert fields["size"].startswith("512x512")
+    assert fields["pixel aspect"] == "1"
+
+
+def test_info_reports_anamorphic_pixels(samples_dir):
+    result = vmatte("info", samples_dir / "backgrounds/mmaction2_pool_340x256.mp4")
+    assert result.exit_code == 0, result.output
+    assert info_fields(result.stdout)["pixel aspect"] == "1024/765 (anamorphic)"
+
+
 def test_info_of_missing_file_is_a_clean_error(tmp_path):
     result = vmatte("info", tmp_path / "nope.mp4")
     assert_cli_failure(result, "nope.mp4")

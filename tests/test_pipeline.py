@@ -194,6 +194,17 @@ def test_prores_4444(runs, name):
 
 
 @pytest.mark.parametrize("name", clip_params(CLIPS))
+def test_colour_tags_reach_the_decoder(runs, name):
+    """Decoders read ProRes colour from each frame's header before the container's colr atom: a decoded frame
+    must state the source's colour when the source stated it, else BT.709 (what vmatte converts to)."""
+    run = runs(name)
+    stated = not scan(run["source"])[0].colour_assumed
+    expected = run["source_track"].colour[:3] if stated else (1, 1, 1)
+    for kind, track in run["tracks"].items():
+        assert track.colour == (*expected, 1), (kind, track.colour, expected)
+
+
+@pytest.mark.parametrize("name", clip_params(CLIPS))
 def test_audio_kept_in_fgr_and_absent_from_alpha(runs, name):
     run = runs(name)
     assert run["tracks"]["alpha"].audio == []
@@ -342,3 +353,15 @@ def test_corrupt_clip_with_skip_corrupt_completes(samples_dir, engine, tmp_path)
     track = media.read_track(out)
     assert track.times == [pts * info.time_base for pts in timeline.pts]
     assert media.visible_entries(tmp_path) == ["alpha.mov"]
+
+
+def test_anamorphic_pixel_aspect_is_kept(samples_dir, engine, tmp_path):
+    """The pool clip is 340x256 with 1024:765 pixels (shown 455x256): every video output must say so, or an
+    editor sees it squeezed. ProRes has it only in the container ('pasp'), so the segment join must keep it."""
+    source = samples_dir / "backgrounds/mmaction2_pool_340x256.mp4"
+    assert media.read_track(source).pixel_aspect == Fraction(1024, 765)
+    outputs = {"alpha": str(tmp_path / "alpha.mov"), "fgr": str(tmp_path / "fgr.mov"),
+               "comp": str(tmp_path / "comp.mp4")}
+    run_job(JobSettings(input=source, outputs=outputs, downsample_ratio=0.25), engine=engine, notice=lambda m: None)
+    for kind, path in outputs.items():
+        assert media.read_track(path).pixel_aspect == Fraction(1024, 765), kind

@@ -48,7 +48,7 @@ def user_errors():
 
 
 def make_progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(), console=console,
                     disable=quiet, transient=False)
 
@@ -237,6 +237,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
         rows = [
             ("size", f"{info.width}x{info.height} (coded {info.coded_width}x{info.coded_height})"),
             ("rotation", f"{info.rotation} degrees"),
+            ("pixel aspect", f"{info.pixel_aspect}{'' if info.pixel_aspect == 1 else ' (anamorphic)'}"),
             ("frames", str(info.frame_count)),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),

@@ -6,7 +6,9 @@ with y pointing down. For the orientations phones and editors write, a, b, c, d 
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -36,6 +38,10 @@ class Orientation:
     def display_size(self, width: int, height: int) -> tuple[int, int]:
         return (height, width) if self.transpose else (width, height)
 
+    def display_aspect(self, sample_aspect: Fraction) -> Fraction:
+        """A coded pixel's width:height as displayed: a transpose swaps the two."""
+        return 1 / sample_aspect if self.transpose else sample_aspect
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Orient an HxWxC image for display; returns a C-contiguous array."""
         if self.transpose:
@@ -64,13 +70,10 @@ UPRIGHT = Orientation()
 
 def orientation_of(frame: av.VideoFrame) -> Orientation:
     """The orientation signalled by a decoded frame's display-matrix side data (upright when absent)."""
-    try:
-        side_data = frame.side_data.get(Type.DISPLAYMATRIX)
-    except ValueError:  # PyAV cannot name some side data (EXIF in JPEGs, type 31): then there is no matrix
+    matrix_bytes = _display_matrix(frame)
+    if matrix_bytes is None:
         return UPRIGHT
-    if side_data is None:
-        return UPRIGHT
-    matrix = np.frombuffer(bytes(side_data), dtype="<i4")
+    matrix = np.frombuffer(matrix_bytes, dtype="<i4")
     a, b, c, d = (int(np.sign(value)) for value in (matrix[0], matrix[1], matrix[3], matrix[4]))
     if a == d == 0 and b != 0 and c != 0:
         return Orientation(transpose=True, flip_rows=b < 0, flip_columns=c < 0)
@@ -78,3 +81,17 @@ def orientation_of(frame: av.VideoFrame) -> Orientation:
         return Orientation(flip_rows=d < 0, flip_columns=a < 0)
     # A rotation by other than a multiple of 90 degrees: nothing we can apply losslessly.
     return UPRIGHT
+
+
+def _display_matrix(frame: av.VideoFrame) -> bytes | None:
+    # PyAV 18 gives each side-data entry's metadata to its Python wrapper, which frees it, and the frame
+    # frees it again: reading the side data of a frame whose entries carry metadata (a PNG's ICC profile)
+    # crashes the process once both are collected. So it is read off a 2x2 copy (av_frame_copy_props copies
+    # the side data) that is never freed: a few hundred bytes per probed file.
+    copy = frame.reformat(width=2, height=2)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(copy))
+    try:
+        side_data = copy.side_data.get(Type.DISPLAYMATRIX)
+    except ValueError:  # PyAV cannot name some side data (EXIF in JPEGs, type 31): then there is no matrix
+        return None
+    return None if side_data is None else bytes(side_data)

@@ -61,6 +61,7 @@ class VideoInfo:
     colour_transfer: str
     colour_assumed: bool  # some colour fields were untagged and filled in (see describe_colour)
     audio: tuple[AudioInfo, ...] = ()
+    pixel_aspect: Fraction = Fraction(1)  # sample aspect ratio of the displayed picture (anamorphic: not 1)
     is_image_sequence: bool = False
 
     @property
@@ -138,6 +139,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         audio = tuple(_audio_info(container.streams[index], end) for index, end in audio_ends.items())
         metadata = dict(stream.metadata)
         average_rate, guessed_rate = stream.average_rate, stream.guessed_rate
+        sample_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         stream_index, time_base = stream.index, Fraction(stream.time_base)
     if not pts:
         raise VmatteError(f"{path}: the video stream has no frames")
@@ -167,6 +169,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         # VP8/VP9 alpha travels beside the picture (Matroska BlockAdditional), flagged by alpha_mode.
         has_alpha=any(c.is_alpha for c in frame.format.components) or metadata.get("alpha_mode") == "1",
         audio=audio,
+        pixel_aspect=orientation.display_aspect(Fraction(sample_aspect)) if sample_aspect else Fraction(1),
     )
     return info, Timeline(pts=pts, keyframe_pts=keyframe_pts, orientation=orientation, stream_index=stream_index)
 

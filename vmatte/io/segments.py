@@ -33,7 +33,10 @@ def join_segments(segments: list[Path], path: Path, info: VideoInfo, audio_from:
         with av.open(str(segments[0])) as first:
             template = first.streams.video[0]
             stream = output.add_stream_from_template(template)
-            stream.codec_tag = template.codec_tag  # the template leaves it blank: MOV would then say ProRes 422 HQ
+            # The template leaves these blank: MOV would then say ProRes 422 HQ, and square pixels.
+            stream.codec_tag = template.codec_tag
+            if template.sample_aspect_ratio:
+                stream.codec_context.sample_aspect_ratio = template.sample_aspect_ratio
         if audio_from is not None:
             audio = open_audio_track(output, audio_from)
         for segment in segments:

@@ -89,6 +89,7 @@ class _VideoFileWriter(FrameWriter):
 
     container_format: str
     codec: str
+    _colour: Colour  # the Y'CbCr tags written, chosen by _configure
 
     def __init__(
         self, kind: str, path: Path, info: VideoInfo, premultiplied: bool, audio_from: str | Path | None
@@ -101,6 +102,9 @@ class _VideoFileWriter(FrameWriter):
         try:
             self._stream = self._container.add_stream(self.codec, rate=info.frame_rate)
             self._configure(self._stream)
+            _tag_colour(self._stream.codec_context, self._colour)
+            if info.pixel_aspect != 1:
+                self._stream.codec_context.sample_aspect_ratio = info.pixel_aspect
             self._stream.time_base = info.time_base
             self._stream.codec_context.time_base = info.time_base
             if audio_from is not None:
@@ -120,6 +124,9 @@ class _VideoFileWriter(FrameWriter):
 
     def _write(self, image: np.ndarray, pts: int) -> None:
         frame = self._frame(image)
+        # Encoders such as prores_ks code the frame's own tags into the bitstream, which decoders believe
+        # over the container's colr atom: untagged frames would read back as unspecified colour.
+        _tag_colour(frame, self._colour)
         frame.pts = pts
         frame.time_base = self.info.time_base
         self._container.mux(self._stream.encode(frame))
@@ -165,7 +172,6 @@ class ProResWriter(_VideoFileWriter):
         stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
         stream.options = {"profile": "4444", "vendor": "apl0"}
         stream.codec_context.thread_type = "SLICE"  # prores_ks codes slices in parallel
-        _tag_colour(stream.codec_context, self._colour)
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:
         frame = av.VideoFrame(self.info.width, self.info.height, self._stream.pix_fmt)
@@ -203,12 +209,12 @@ class H264PreviewWriter(_VideoFileWriter):
         stream.pix_fmt = "yuv420p"
         # No B-frames: segments of a resumable run then join by stream copy with rising timestamps.
         stream.options = {"crf": "18", "preset": "medium", "bf": "0"}
-        _tag_colour(stream.codec_context, BT709)
+        self._colour = BT709
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:
         height, width = self._stream.height, self._stream.width
         padded = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")
-        luma, cb, cr = rgb_to_ycbcr(padded, BT709.matrix)
+        luma, cb, cr = rgb_to_ycbcr(padded, self._colour.matrix)
         # 4:2:0 chroma: the mean of each 2x2 block (centre-sited).
         cb = cb.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
         cr = cr.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
@@ -328,11 +334,11 @@ def output_colour(info: VideoInfo) -> Colour:
     return Colour(info.colour_matrix, "tv", info.colour_primaries, info.colour_transfer)
 
 
-def _tag_colour(context: av.VideoCodecContext, colour: Colour) -> None:
-    context.colorspace = code_point(MATRIX_NAMES, colour.matrix)
-    context.color_primaries = code_point(PRIMARIES_NAMES, colour.primaries)
-    context.color_trc = code_point(TRANSFER_NAMES, colour.transfer)
-    context.color_range = LIMITED_RANGE
+def _tag_colour(target: av.VideoCodecContext | av.VideoFrame, colour: Colour) -> None:
+    target.colorspace = code_point(MATRIX_NAMES, colour.matrix)
+    target.color_primaries = code_point(PRIMARIES_NAMES, colour.primaries)
+    target.color_trc = code_point(TRANSFER_NAMES, colour.transfer)
+    target.color_range = LIMITED_RANGE
 
 
 def _fill(plane: av.video.plane.VideoPlane, values: np.ndarray | int, dtype: type) -> None:
