@@ -280,10 +280,36 @@ def test_no_outputs_given(samples_dir, tmp_path):
     assert_cli_failure(result, "--out")
 
 
-def test_alpha_to_mp4_is_refused(samples_dir, tmp_path):
-    result = vmatte("run", samples_dir / SMALL, "--out", tmp_path / "x.mp4", "-r", "0.5", "-q")
-    assert_cli_failure(result, "x.mp4", "alpha")
-    assert media.visible_entries(tmp_path) == []
+@pytest.mark.parametrize("option, name", [("--out", "x.mp4"), ("--fgr", "x.mp4"), ("--out", "x.avi")],
+                         ids=["alpha-mp4", "fgr-mp4", "alpha-avi"])
+def test_unsupported_output_is_refused_before_any_work(samples_dir, tmp_path, option, name):
+    """Refused up front, naming the path as given: no work folder, no model loaded, no progress bar."""
+    result = vmatte("run", samples_dir / SMALL, option, tmp_path / name, "-r", "0.5")
+    assert_cli_failure(result, f"{tmp_path / name}:", "supported")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("output", ["clip.mov", "frames/", "frames/%04d.png"], ids=["mov", "png-folder", "pattern"])
+def test_output_over_its_own_input_is_refused(samples_dir, tmp_path, output):
+    (tmp_path / "frames").mkdir()
+    for index in range(2):
+        (tmp_path / "frames" / f"{index:04d}.png").write_bytes(
+            (samples_dir / "portrait_images/skimage_astronaut.png").read_bytes())
+    source = tmp_path / ("clip.mov" if output == "clip.mov" else "frames")
+    if output == "clip.mov":
+        source.write_bytes((samples_dir / SMALL).read_bytes())
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = vmatte("run", source, "--out", tmp_path / output, "--overwrite", "-q")
+    assert_cli_failure(result, "own input")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_damaged_weight_file_is_one_short_line(samples_dir, tmp_path):
+    weights = tmp_path / "rvm_mobilenetv3.pth"
+    weights.write_bytes(b"PK\x03\x04 half a download")
+    result = vmatte("run", samples_dir / SMALL, "--out", tmp_path / "alpha.mov", "--weights", weights, "-q")
+    assert_cli_failure(result, "rvm_mobilenetv3.pth", "not a readable PyTorch weight file")
+    assert len(result.stderr.strip()) < 200, result.stderr
 
 
 def test_corrupt_clip_midway(samples_dir, tmp_path):

@@ -157,7 +157,7 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
 
     settings = job_settings(input, outputs, options)
     if dry_run:
-        check_outputs(settings.outputs, settings.overwrite)
+        check_outputs(settings.input, settings.outputs, settings.overwrite)
         typer.echo(f"{input} ->")
         for kind, path in settings.outputs.items():
             typer.echo(f"  {kind}: {path}")

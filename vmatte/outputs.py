@@ -13,13 +13,10 @@ from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
+from .io.writer import is_png_sequence
 from .resume import work_dir_for
 
 DEFAULT_PNG_NAME = "%06d.png"
-
-
-def is_png_sequence(path: str) -> bool:
-    return path.endswith(("/", os.sep)) or Path(path).is_dir() or (is_pattern(path) and path.lower().endswith(".png"))
 
 
 def existing_output(path: str) -> bool:

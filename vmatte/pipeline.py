@@ -21,6 +21,8 @@ from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
+from .io.sequence import is_pattern, is_sequence
+from .io.writer import is_png_sequence, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
@@ -121,17 +123,26 @@ def _get(q: queue.Queue, stop: threading.Event, stages: list[_Stage] = ()):
     raise _Stopped
 
 
-def check_outputs(outputs: dict[str, str], overwrite: bool) -> None:
+def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None:
+    """Everything about the outputs that can be wrong before any work starts."""
     if not outputs:
         raise VmatteError("nothing to write: give at least one of --out (alpha), --fgr or --comp")
+    source = Path(input).resolve()
+    source_folder = source if source.is_dir() else source.parent if is_sequence(input) else None
     for kind, path in outputs.items():
-        if kind not in OUTPUT_KINDS:
-            raise VmatteError(f"unknown output kind {kind!r}")
+        writer_class(kind, path)
+        target = Path(path).resolve()
+        if target == source or (is_png_sequence(path) and _png_folder(path) == source_folder):
+            raise VmatteError(f"{path}: an output cannot be written over its own input")
         if existing_output(path) and not overwrite:
             raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
     paths = [os.path.abspath(p) for p in outputs.values()]
     if len(set(paths)) != len(paths):
         raise VmatteError("two outputs have the same path")
+
+
+def _png_folder(path: str) -> Path:
+    return (Path(path).parent if is_pattern(path) else Path(path)).resolve()
 
 
 def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, ratio: float,
@@ -189,7 +200,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     """
     # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
-    check_outputs(settings.outputs, settings.overwrite or resuming)
+    check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt)
     info = source.info
     engine = engine or load_engine(settings, notice)

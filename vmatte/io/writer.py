@@ -293,18 +293,32 @@ def open_writer(
 ) -> FrameWriter:
     """Open the writer the path asks for (see SUPPORTED); audio_from adds the source's audio to fgr/comp .mov;
     a PNG sequence numbers its files from ``first_index``."""
+    writer = writer_class(kind, path)
+    path = Path(path)
+    if writer is PngSequenceWriter:
+        return PngSequenceWriter(kind, path, info, premultiplied, png_depth, first_index)
+    return writer(kind, path, info, premultiplied, audio_from if writer is ProResWriter and kind != "alpha" else None)
+
+
+def writer_class(kind: str, path: str | Path) -> type[FrameWriter]:
+    """The writer that handles ``kind`` at ``path`` (see SUPPORTED); raises VmatteError for any other path."""
     if kind not in KINDS:
         raise VmatteError(f"unknown output kind '{kind}' (expected one of: {', '.join(KINDS)})")
-    text = str(path)
+    if is_png_sequence(path):
+        return PngSequenceWriter
     path = Path(path)
-    if text.endswith(("/", os.sep)) or path.is_dir() or (is_pattern(path) and path.suffix.lower() == ".png"):
-        return PngSequenceWriter(kind, path, info, premultiplied, png_depth, first_index)
     suffix = path.suffix.lower()
     if suffix == ".mov":
-        return ProResWriter(kind, path, info, premultiplied, audio_from if kind != "alpha" else None)
+        return ProResWriter
     if suffix == ".mp4" and kind == "comp":
-        return H264PreviewWriter(kind, path, info, premultiplied, None)
+        return H264PreviewWriter
     raise VmatteError(f"{path}: cannot write {kind} output to this kind of path; supported: {SUPPORTED}")
+
+
+def is_png_sequence(path: str | Path) -> bool:
+    """A folder (existing, or named with a trailing slash) or a .png frame pattern like out/%06d.png."""
+    text = str(path)
+    return text.endswith(("/", os.sep)) or Path(path).is_dir() or (is_pattern(path) and text.lower().endswith(".png"))
 
 
 def partial_path(path: Path) -> Path:

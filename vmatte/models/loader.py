@@ -26,7 +26,9 @@ def read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files (EOFError, RuntimeError, UnpicklingError)
-        raise VmatteError(f"{path}: not a readable PyTorch weight file ({type(exc).__name__}: {exc})") from None
+        # torch's own text runs to many lines of advice about weights_only; the type says enough.
+        raise VmatteError(f"{path}: not a readable PyTorch weight file ({type(exc).__name__}): damaged, "
+                          "incomplete, or not a .pth/.ckpt") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
