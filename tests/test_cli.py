@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -109,6 +110,23 @@ def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frame
     alpha, depth = media.read_png_sequence(out)
     assert depth == 16
     assert_matches_golden(alpha, expected, f"{case} {semantics} pha")
+
+
+def test_png_output_keeps_the_source_frame_numbers(samples_dir, tmp_path):
+    """Plates numbered 1001, 1002, 1004 give mattes 1001, 1002, 1004 (a gap stays a gap, so the matte stays
+    in sync with its plate); --overwrite over an earlier 0-based result leaves none of its frames behind."""
+    plate = cv2.resize(cv2.imread(str(samples_dir / "portrait_images/skimage_astronaut.png")), (96, 96))
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    for number in (1001, 1002, 1004):
+        cv2.imwrite(str(plates / f"shot_{number}.png"), plate)
+    out = tmp_path / "matte"
+    out.mkdir()
+    for index in range(4):  # an earlier result numbered from 0
+        cv2.imwrite(str(out / f"matte.{index:04d}.png"), plate[..., 0])
+    result = vmatte("run", plates, "--out", f"{out}/matte.%04d.png", "--overwrite", "-q")
+    assert result.exit_code == 0, result.output
+    assert media.visible_entries(out) == ["matte.1001.png", "matte.1002.png", "matte.1004.png"]
 
 
 def test_semantics_option_changes_the_matte(weights_dir, golden_frames, tmp_path):

@@ -117,7 +117,21 @@ def test_image_sequence(tmp_path):
     info = probe(frames)
     assert (info.frame_count, info.frame_rate, info.width, info.height) == (3, Fraction(25), 8, 6)
     assert info.is_image_sequence and info.time_base == Fraction(1, 25)
+    assert info.frame_numbers == (1, 2, 10)
     assert probe(frames / "f%d.png").frame_count == 3
+
+
+@pytest.mark.parametrize("names, numbers", [
+    (["shot_v2_1001.png", "shot_v2_1002.png", "shot_v2_1004.png"], (1001, 1002, 1004)),
+    (["take.png", "take2.png"], ()),  # a name without a number: positions
+    (["a_5.png", "b_1.png"], ()),  # numbers that do not rise in file order: positions
+])
+def test_sequence_frame_numbers(tmp_path, names, numbers):
+    for name in names:
+        av.VideoFrame.from_ndarray(np.zeros((4, 4, 3), np.uint8), format="rgb24").save(str(tmp_path / name))
+    info = probe(tmp_path)
+    assert info.frame_numbers == numbers
+    assert [info.frame_number(index) for index in range(len(names))] == list(numbers or range(len(names)))
 
 
 def test_bad_inputs_raise_vmatte_error(tmp_path):

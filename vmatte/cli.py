@@ -238,7 +238,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("size", f"{info.width}x{info.height} (coded {info.coded_width}x{info.coded_height})"),
             ("rotation", f"{info.rotation} degrees"),
             ("pixel aspect", f"{info.pixel_aspect}{'' if info.pixel_aspect == 1 else ' (anamorphic)'}"),
-            ("frames", str(info.frame_count)),
+            ("frames", str(info.frame_count) + _numbering(info.frame_numbers)),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"{info.colour_matrix}, {info.colour_range} range"
@@ -248,6 +248,13 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
         ]
         for name, value in rows:
             typer.echo(f"{name:>22}: {value}")
+
+
+def _numbering(numbers: tuple[int, ...]) -> str:
+    if not numbers:
+        return ""
+    gaps = numbers[-1] - numbers[0] + 1 != len(numbers)
+    return f" (numbered {numbers[0]}-{numbers[-1]}{', with gaps' if gaps else ''})"
 
 
 models_app = typer.Typer(help="Known models: list them, or fetch one.", no_args_is_help=False)

@@ -23,7 +23,8 @@ def existing_output(path: str) -> bool:
     """Whether a finished output is already at ``path`` (a file, or a sequence with its first frames)."""
     target = Path(path)
     if is_pattern(path):
-        return Path(path % 0).exists() or Path(path % 1).exists()
+        name = numbered_name(target.name)
+        return target.parent.is_dir() and any(name.match(p.name) for p in target.parent.iterdir())
     return target.is_file() or (target.is_dir() and any(p for p in target.iterdir() if not p.name.startswith(".")))
 
 
@@ -85,14 +86,15 @@ class OutputTrack:
             for frame in sorted(frames.iterdir()):
                 os.replace(frame, self.target_dir / frame.name)
 
-    def _remove_frames_from(self, first: int) -> None:
-        """With --overwrite, a longer earlier sequence must not leave its extra frames behind (the others are
+    def _remove_frames_from(self, frames_total: int) -> None:
+        """With --overwrite, an earlier sequence must not leave frames this one does not have (the others are
         replaced one by one, so a move cut short by a kill can simply be repeated)."""
         if not self.target_dir.is_dir():
             return
         name = numbered_name(self.png_name)
+        numbers = {self.info.frame_number(index) for index in range(frames_total)}
         for old in self.target_dir.iterdir():
-            if (found := name.match(old.name)) and int(found.group(1)) >= first:
+            if (found := name.match(old.name)) and int(found.group(1)) not in numbers:
                 old.unlink()
 
     def remove_work_dir(self) -> None:

@@ -16,7 +16,7 @@ import av
 from vmatte.errors import VmatteError
 from vmatte.io.colour import MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES, Colour, is_yuv
 from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
-from vmatte.io.sequence import is_sequence, sequence_files
+from vmatte.io.sequence import frame_numbers, is_sequence, sequence_files
 from vmatte.io.vpx import packet_shows_frame
 
 SEQUENCE_FRAME_RATE = Fraction(25)
@@ -63,6 +63,11 @@ class VideoInfo:
     audio: tuple[AudioInfo, ...] = ()
     pixel_aspect: Fraction = Fraction(1)  # sample aspect ratio of the displayed picture (anamorphic: not 1)
     is_image_sequence: bool = False
+    frame_numbers: tuple[int, ...] = ()  # image sequences: the number in each file's name, where all have one
+
+    def frame_number(self, index: int) -> int:
+        """The number a frame's PNG output gets: its source image's own number, else its position."""
+        return self.frame_numbers[index] if self.frame_numbers else index
 
     @property
     def colour(self) -> Colour:
@@ -296,5 +301,6 @@ def _scan_sequence(path: Path) -> tuple[VideoInfo, Timeline]:
         **_picture_fields(frame, colour, colour_assumed),
         has_alpha=any(c.is_alpha for c in frame.format.components),
         is_image_sequence=True,
+        frame_numbers=frame_numbers(files),
     )
     return info, Timeline(pts=tuple(range(count)), keyframe_pts=tuple(range(count)), files=files)

@@ -67,7 +67,7 @@ class FrameSource(ABC):
         pts = self._timeline.pts[index]
         where = f"{self.info.path}: corrupt frame at index {index} (t={float(pts * self.info.time_base):.3f} s)"
         if not self._skip_corrupt:
-            raise VmatteError(f"{where}: {reason} (skip_corrupt repeats the previous frame instead)")
+            raise VmatteError(f"{where}: {reason} (--skip-corrupt repeats the previous frame instead)")
         if last_good is None:
             raise VmatteError(f"{where}: {reason}, and there is no earlier good frame to repeat")
         log.warning("%s: %s; repeating the previous frame", where, reason)

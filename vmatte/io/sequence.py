@@ -50,6 +50,20 @@ def _pattern_files(pattern: Path) -> list[Path]:
     return [child for _, child in sorted(numbered)]
 
 
+def frame_numbers(files: list[Path]) -> tuple[int, ...]:
+    """The frame number in each file name (its last run of digits), when every name has one and they rise in
+    file order; else () and frames are numbered by position."""
+    numbers = []
+    for file in files:
+        digits = re.findall(r"\d+", file.stem)
+        if not digits:
+            return ()
+        numbers.append(int(digits[-1]))
+    if any(later <= earlier for earlier, later in zip(numbers, numbers[1:])):
+        return ()
+    return tuple(numbers)
+
+
 def numbered_name(pattern_name: str) -> re.Pattern:
     """The file names a printf pattern such as ``%06d.png`` produces, with the number as group 1."""
     match = _PRINTF_NUMBER.search(pattern_name)

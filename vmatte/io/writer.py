@@ -262,7 +262,7 @@ class PngSequenceWriter(FrameWriter):
         frame = av.VideoFrame.from_ndarray(values, format=self._format)
         frame.pts = pts
         data = b"".join(bytes(packet) for packet in self._encoder.encode(frame))
-        final = Path(self._pattern % (self._first_index + self.frames_written))
+        final = Path(self._pattern % self.info.frame_number(self._first_index + self.frames_written))
         self._temporary = final.with_name(f".{final.name}.partial")
         try:
             self._temporary.write_bytes(data)
@@ -292,7 +292,7 @@ def open_writer(
     first_index: int = 0,
 ) -> FrameWriter:
     """Open the writer the path asks for (see SUPPORTED); audio_from adds the source's audio to fgr/comp .mov;
-    a PNG sequence numbers its files from ``first_index``."""
+    a PNG sequence starts at frame ``first_index`` (files numbered by ``info.frame_number``)."""
     writer = writer_class(kind, path)
     path = Path(path)
     if writer is PngSequenceWriter:
