@@ -199,7 +199,7 @@ class Experiment:
 
 
 def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[tuple[int, int]],
-                     semantics: str, long_sides: list[int]) -> list[Experiment]:
+                     semantics: str, long_sides: list[int], prerolls: list[int]) -> list[Experiment]:
     width, height = size
     default = Setting(semantics, auto_downsample_ratio(height, width))  # what vmatte does at this size
     published = replace(default, preroll=0, cuts=False)  # RVM as its authors run it
@@ -211,7 +211,7 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
     if "preroll" in names:
         plans.append(Experiment("preroll", f"pre-roll ({semantics}, r={default.ratio:.3g}, cut handling on)", size,
                                 [(f"K={k}" + (" (off)" if k == 0 else ""), replace(default, preroll=k))
-                                 for k in PREROLLS]))
+                                 for k in prerolls]))
     if "cuts" in names:
         title = f"cut handling ({semantics}, r={default.ratio:.3g}, pre-roll K={DEFAULT_PREROLL})"
         plans.append(Experiment("cuts", title, size, [
@@ -349,6 +349,8 @@ def parse_args() -> argparse.Namespace:
                         help="WxH list for the ratio sweep (default: --size)")
     parser.add_argument("--long-sides", type=lambda text: [int(part) for part in text.split(",")],
                         default=list(LONG_SIDES), help="internal long sides (px) of the ratio sweep")
+    parser.add_argument("--prerolls", type=lambda text: [int(part) for part in text.split(",")],
+                        default=list(PREROLLS), help="pre-roll lengths K of the preroll experiment")
     parser.add_argument("--backgrounds-per-portrait", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--semantics", default="torch", choices=("torch", "tfjs"),
                         help="semantics of all experiments but 'semantics'")
@@ -368,7 +370,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     experiments = plan_experiments(args.experiments, args.size, args.sweep_sizes or [args.size], args.semantics,
-                                   args.long_sides)
+                                   args.long_sides, args.prerolls)
     print(f"# {reproduce_command()}")
     print(f"# model {args.model}, chunk {CHUNK}. MAD and MSE x1e3, Grad /1e3, dtSSD x1e2: means over all frames;\n"
           f"# MAD 1-{SETTLE_FRAMES}: each clip's first {SETTLE_FRAMES} frames; MAD cut+{SETTLE_FRAMES}: the "

@@ -7,6 +7,7 @@ being both the writer and the checker.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -215,3 +216,36 @@ def write_png_sequence(frames: np.ndarray, folder: Path) -> None:
 def visible_entries(folder: str | Path) -> list[str]:
     """Names in a folder that a user would take for output (not hidden work/partial files)."""
     return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def write_exr(path: str | Path, linear_rgb: np.ndarray) -> None:
+    """A minimal OpenEXR file (scanline, uncompressed, half-float R, G, B) of float HxWx3 scene-linear RGB:
+    neither OpenCV's wheel nor FFmpeg can write one, and plates come as EXR."""
+    height, width, _ = linear_rgb.shape
+
+    def attribute(name: str, kind: str, data: bytes) -> bytes:
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(data)) + data
+
+    # Channels are stored in name order (B, G, R): pixel type 1 = half, not linear, sampling 1x1.
+    channels = b"".join(name.encode() + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for name in "BGR") + b"\0"
+    window = struct.pack("<iiii", 0, 0, width - 1, height - 1)
+    header = (struct.pack("<ii", 20000630, 2) + attribute("channels", "chlist", channels)
+              + attribute("compression", "compression", b"\0") + attribute("dataWindow", "box2i", window)
+              + attribute("displayWindow", "box2i", window) + attribute("lineOrder", "lineOrder", b"\0")
+              + attribute("pixelAspectRatio", "float", struct.pack("<f", 1))
+              + attribute("screenWindowCenter", "v2f", struct.pack("<ff", 0, 0))
+              + attribute("screenWindowWidth", "float", struct.pack("<f", 1)) + b"\0")
+    lines = []
+    for y in range(height):
+        data = b"".join(linear_rgb[y, :, channel].astype("<f2").tobytes() for channel in (2, 1, 0))
+        lines.append(struct.pack("<ii", y, len(data)) + data)
+    offsets, offset = [], len(header) + 8 * height
+    for line in lines:
+        offsets.append(offset)
+        offset += len(line)
+    Path(path).write_bytes(header + struct.pack(f"<{height}Q", *offsets) + b"".join(lines))
+
+
+def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
+    """The sRGB decoding function (IEC 61966-2-1), on values in [0, 1]."""
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)

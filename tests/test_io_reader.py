@@ -7,6 +7,8 @@ import av
 import numpy as np
 import pytest
 
+import media
+
 from vmatte.errors import VmatteError
 from vmatte.io import open_source
 from vmatte.io.colour import Colour, frame_to_rgb
@@ -203,3 +205,18 @@ def test_unreadable_image_in_a_sequence(tmp_path):
     with open_source(tmp_path, skip_corrupt=True) as source:
         frames = list(source.frames(1))
         assert source.repeated_frames == 1 and np.all(frames[0].rgb == 7)
+
+
+def test_scene_linear_exr_is_read_srgb_encoded(samples_dir, tmp_path):
+    """OpenEXR plates are scene-linear: they are handed on sRGB-encoded, as the 8-bit PNG they were made from
+    (within half-float rounding), and described as sRGB; read as they are, the picture would be far darker."""
+    png = samples_dir / "portrait_images/skimage_astronaut.png"
+    with open_source(png) as source:
+        encoded = next(source.frames()).rgb
+    media.write_exr(tmp_path / "plate.0001.exr", media.srgb_to_linear(encoded / 255.0))
+    with open_source(tmp_path) as source:
+        assert source.info.colour_transfer == "iec61966-2-1"
+        rgb = next(source.frames()).rgb
+    assert rgb.dtype == np.uint16
+    # Half-float rounding is ~0.04/255 here; swscale's half-float conversion was 0.76/255 off.
+    assert np.abs(rgb / 65535.0 - encoded / 255.0).max() <= 0.1 / 255

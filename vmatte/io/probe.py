@@ -14,7 +14,8 @@ from pathlib import Path
 import av
 
 from vmatte.errors import VmatteError
-from vmatte.io.colour import MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES, Colour, is_yuv
+from vmatte.io.colour import (MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, SRGB_TRANSFER, TRANSFER_NAMES, Colour,
+                              is_yuv)
 from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
 from vmatte.io.sequence import frame_numbers, is_sequence, sequence_files
 from vmatte.io.vpx import packet_shows_frame
@@ -101,7 +102,8 @@ def describe_colour(frame: av.VideoFrame, context: av.VideoCodecContext, codec: 
 
     Fallbacks for Y'CbCr: BT.709 when the coded picture is HD (height >= 720 or width >= 1280), else
     BT.601 (smpte170m); limited range unless the format is a full-range 'yuvj' one; JPEG is always BT.601
-    full range (JFIF). RGB and grey pictures are taken as sRGB.
+    full range (JFIF). RGB and grey pictures are taken as sRGB; scene-linear ones (OpenEXR) are
+    encoded to sRGB on reading.
     """
     matrix = _tag(MATRIX_NAMES, frame.colorspace, context.colorspace)
     value_range = _tag(RANGE_NAMES, frame.color_range, context.color_range)
@@ -109,7 +111,9 @@ def describe_colour(frame: av.VideoFrame, context: av.VideoCodecContext, codec: 
     transfer = _tag(TRANSFER_NAMES, frame.color_trc, context.color_trc)
     assumed = None in (primaries, transfer)
     if not is_yuv(frame.format):
-        return Colour("rgb", "pc", primaries or "bt709", transfer or "iec61966-2-1"), assumed
+        # Scene-linear pictures are handed on sRGB-encoded (colour.frame_to_rgb).
+        transfer = SRGB_TRANSFER if transfer in (None, "linear") else transfer
+        return Colour("rgb", "pc", primaries or "bt709", transfer), assumed
     assumed = assumed or None in (matrix, value_range)
     jpeg = codec == "mjpeg" or frame.format.name.startswith("yuvj")
     hd = frame.height >= 720 or frame.width >= 1280
