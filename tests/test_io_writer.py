@@ -120,7 +120,8 @@ def test_first_pts_not_zero_is_kept(tmp_path, webcam):
     [
         (f"{P}/sam2_coffee_hands_2997_aac.mp4", "aac"),  # stream copy
         (f"{P}/androidx_face_htc_rotation_ac3.mkv", "ac3"),  # stream copy from Matroska, starts at 62 ms
-        (f"{R}/moviepy_transparent_vp9alpha_200x200.webm", "pcm_s16le"),  # Vorbis cannot go into MOV
+        # Vorbis cannot go into MOV; it decodes to float samples, kept as 24-bit PCM.
+        (f"{R}/moviepy_transparent_vp9alpha_200x200.webm", "pcm_s24le"),
     ],
 )
 def test_audio_is_carried_over(tmp_path, samples_dir, name, codec):
@@ -136,6 +137,32 @@ def test_audio_is_carried_over(tmp_path, samples_dir, name, codec):
     frame_seconds = 2048 / original.sample_rate  # generous: one AAC/AC-3 frame
     assert audio.duration == pytest.approx(original.duration, abs=frame_seconds)
     assert audio.start == pytest.approx(original.start, abs=frame_seconds)
+
+
+@pytest.mark.parametrize("sample_format, codec", [("s16", "pcm_s16le"), ("s32", "pcm_s24le")])
+def test_flac_becomes_pcm_of_its_depth(tmp_path, webcam, sample_format, codec):
+    """FLAC cannot go into MOV: 16-bit FLAC becomes 16-bit PCM, 24-bit FLAC 24-bit PCM, samples unchanged."""
+    source = tmp_path / "flac.mka"
+    samples = (np.sin(np.arange(4800) / 7.0) * 0.5 * (1 << (15 if sample_format == "s16" else 31)))
+    samples = samples.astype(np.int16 if sample_format == "s16" else np.int32)[None]
+    if sample_format == "s32":
+        samples &= ~0xFF  # 24 significant bits, as a 24-bit FLAC decodes
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("flac", rate=48000, layout="mono")
+        stream.format = sample_format
+        frame = av.AudioFrame.from_ndarray(samples, format=sample_format, layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    info, frames, alpha = webcam
+    path = tmp_path / "with_audio.mov"
+    write_all("comp", path, info, frames[:2], alpha, audio_from=source)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == codec
+        decoded = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+    # pcm_s24le decodes to s32 with its 24 bits at the top, where the source's are.
+    assert decoded.shape == samples.shape and np.array_equal(decoded, samples)
 
 
 def test_alpha_output_has_no_audio(tmp_path, samples_dir, webcam):

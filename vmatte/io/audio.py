@@ -1,7 +1,8 @@
 """Carry a source's first audio stream into an output container, interleaved with the video as it is written.
 
-Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others (Vorbis, Opus, ...) are
-transcoded to 16-bit PCM: lossless for editing, and PCM has no encoder delay, so the duration is unchanged.
+Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others (Vorbis, Opus, FLAC, ...) are
+decoded to PCM: 16-bit when the source decodes to 16-bit samples, else 24-bit (a 24-bit FLAC stays 24-bit). PCM
+has no encoder delay, so the duration is unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ MOV_COPYABLE = {
     "aac", "alac", "mp3", "ac3", "eac3",
     "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f32be",
 }
-TRANSCODE_CODEC = "pcm_s16le"
+SIXTEEN_BIT_FORMATS = {"u8", "u8p", "s16", "s16p"}
 
 
 class AudioTrack:
@@ -33,9 +34,11 @@ class AudioTrack:
         if self._copy:
             self._stream = output.add_stream_from_template(source_stream)
         else:
-            self._stream = output.add_stream(TRANSCODE_CODEC, rate=context.sample_rate, layout=context.layout)
+            sixteen_bit = context.format.name in SIXTEEN_BIT_FORMATS
+            codec, sample_format = ("pcm_s16le", "s16") if sixteen_bit else ("pcm_s24le", "s32")
+            self._stream = output.add_stream(codec, rate=context.sample_rate, layout=context.layout)
             self._stream.time_base = Fraction(1, context.sample_rate)
-            self._resampler = av.AudioResampler(format="s16", layout=context.layout, rate=context.sample_rate)
+            self._resampler = av.AudioResampler(format=sample_format, layout=context.layout, rate=context.sample_rate)
             self._next_sample: int | None = None
         self._packets = self._output_packets(source_stream)
         self._next: av.Packet | None = None
