@@ -250,6 +250,30 @@ def test_text_file_renamed_mp4(tmp_path):
     assert media.visible_entries(tmp_path) == ["notes.mp4"]
 
 
+def test_video_codec_without_a_decoder(samples_dir, tmp_path):
+    """An AVI whose video fourcc no decoder knows (the birds clip with FMP4 renamed)."""
+    data = (samples_dir / "robustness_videos/androidx_birds_23976_mpeg4_mp3.avi").read_bytes()
+    clip = tmp_path / "odd.avi"
+    clip.write_bytes(data.replace(b"FMP4", b"ZZZZ"))
+    for command in (["info", clip], ["run", clip, "--out", tmp_path / "alpha.mov", "-q"]):
+        assert_cli_failure(vmatte(*command), "odd.avi", "codec")
+    assert media.visible_entries(tmp_path) == ["odd.avi"]
+
+
+def test_audio_codec_without_a_decoder_is_left_out(samples_dir, tmp_path):
+    """A Matroska clip whose audio codec id no decoder knows: the video is matted, the audio left out."""
+    source = samples_dir / "portrait_videos/androidx_face_htc_rotation_ac3.mkv"
+    clip = tmp_path / "odd.mkv"
+    clip.write_bytes(source.read_bytes().replace(b"A_AC3", b"A_ZZZ", 1))
+    info = vmatte("info", clip)
+    assert info.exit_code == 0, info.output
+    assert info_fields(info.stdout)["audio"] == "none"
+    result = vmatte("run", clip, "--fgr", tmp_path / "fgr.mov", "-r", "0.25", "-q")
+    assert result.exit_code == 0, result.output
+    track = media.read_track(tmp_path / "fgr.mov")
+    assert track.audio == [] and len(track.times) == len(media.read_track(source).times)
+
+
 def test_existing_output_needs_overwrite(samples_dir, tmp_path):
     out = tmp_path / "alpha.mov"
     out.write_bytes(b"an earlier result")

@@ -1,4 +1,4 @@
-"""Carry a source's first audio stream into an output container, interleaved with the video as it is written.
+"""Carry a source's first (decodable) audio stream into an output container, interleaved with the video as it is written.
 
 Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others (Vorbis, Opus, FLAC, ...) are
 decoded to PCM: 16-bit when the source decodes to 16-bit samples, else 24-bit (a 24-bit FLAC stays 24-bit). PCM
@@ -25,10 +25,10 @@ SIXTEEN_BIT_FORMATS = {"u8", "u8p", "s16", "s16p"}
 class AudioTrack:
     """Feeds the output's audio stream up to the time of the video written so far."""
 
-    def __init__(self, output: av.container.OutputContainer, source: av.container.InputContainer) -> None:
+    def __init__(self, output: av.container.OutputContainer, source: av.container.InputContainer,
+                 source_stream: av.AudioStream) -> None:
         self._output = output
         self._input = source
-        source_stream = source.streams.audio[0]
         context = source_stream.codec_context
         self._copy = context.codec.canonical_name in MOV_COPYABLE
         if self._copy:
@@ -85,12 +85,18 @@ class AudioTrack:
 
 
 def open_audio_track(output: av.container.OutputContainer, source: str | Path) -> AudioTrack | None:
-    """An AudioTrack for the source's first audio stream, or None when it has no audio."""
+    """An AudioTrack for the source's first decodable audio stream, or None when it has none."""
     try:
         container = av.open(str(source))
     except av.FFmpegError as error:
         raise VmatteError(f"{source}: cannot read its audio ({error})") from None
-    if not container.streams.audio:
+    streams = decodable_audio_streams(container)
+    if not streams:
         container.close()
         return None
-    return AudioTrack(output, container)
+    return AudioTrack(output, container, streams[0])
+
+
+def decodable_audio_streams(container: av.container.InputContainer) -> list[av.AudioStream]:
+    """The audio streams FFmpeg has a decoder for (others cannot be converted, nor described)."""
+    return [stream for stream in container.streams.audio if stream.codec_context is not None]

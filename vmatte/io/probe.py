@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 
 from vmatte.errors import VmatteError
+from vmatte.io.audio import decodable_audio_streams
 from vmatte.io.colour import (MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, SRGB_TRANSFER, TRANSFER_NAMES, Colour,
                               is_yuv)
 from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
@@ -191,11 +192,14 @@ def _picture_fields(frame: av.VideoFrame, colour: Colour, colour_assumed: bool) 
 
 
 def _video_stream(path: Path, container: av.container.InputContainer) -> av.VideoStream:
-    for stream in container.streams.video:
-        # Cover art in audio files shows up as a one-picture video stream.
-        if not stream.disposition & av.stream.Disposition.attached_pic:
+    # Cover art in audio files shows up as a one-picture video stream.
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
+        raise VmatteError(f"{path}: contains no video stream")
+    for stream in videos:
+        if stream.codec_context is not None:
             return stream
-    raise VmatteError(f"{path}: contains no video stream")
+    raise VmatteError(f"{path}: its video codec is not one FFmpeg can decode")
 
 
 def _demux(
@@ -204,7 +208,7 @@ def _demux(
     """Presentation timestamps of the frames a decoder will output, keyframe pts, and each audio end pts."""
     pts, keyframe_pts, audio_ends = [], [], {}
     try:
-        for packet in container.demux(stream, *container.streams.audio):
+        for packet in container.demux(stream, *decodable_audio_streams(container)):
             # Empty packets flush decoders; discarded ones fall outside the edit list and decode to nothing.
             if packet.size == 0 or packet.is_discard:
                 continue
