@@ -1,4 +1,5 @@
-"""Carry a source's first (decodable) audio stream into an output container, interleaved with the video as it is written.
+"""Carry a source's first decodable audio stream into an output container, interleaved with the video as it
+is written.
 
 Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others (Vorbis, Opus, FLAC, ...) are
 decoded to PCM: 16-bit when the source decodes to 16-bit samples, else 24-bit (a 24-bit FLAC stays 24-bit). PCM

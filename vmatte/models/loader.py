@@ -103,5 +103,8 @@ def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -
 def prepare_for_inference(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """BatchNorm folded into the convolutions, moved to the device and precision it will run at, in the
     channels-last layout (decoded frames arrive in it, and CPU convolutions run several times faster in it
-    at the decoder's odd channel counts)."""
-    return fold_batchnorm(model).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    at the decoder's odd channel counts). RVM's guided-filter refiner stays in float32 (see MattingNetwork)."""
+    model = fold_batchnorm(model).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if isinstance(model, MattingNetwork):
+        model.refiner.float()
+    return model
