@@ -176,6 +176,13 @@ def test_info_reports_size_rotation_frames_rate(samples_dir):
     assert "variable" in fields["frame rate"]
 
 
+def test_info_reports_colour(samples_dir):
+    result = vmatte("info", samples_dir / "robustness_videos/androidx_hdr10_av1_10bit_portrait.mp4")
+    assert result.exit_code == 0, result.output
+    assert info_fields(result.stdout)["colour"] == \
+        "matrix bt2020nc, tv range, primaries bt2020, transfer smpte2084"
+
+
 def test_info_exact_rate(samples_dir):
     result = vmatte("info", samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4")
     assert result.exit_code == 0, result.output

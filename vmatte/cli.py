@@ -241,8 +241,8 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("frames", str(info.frame_count) + _numbering(info.frame_numbers)),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
-            ("colour", f"{info.colour_matrix}, {info.colour_range} range"
-                       f"{' (assumed)' if info.colour_assumed else ''}"),
+            ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "
+                       f"transfer {info.colour_transfer}{' (some assumed: untagged)' if info.colour_assumed else ''}"),
             ("audio", ", ".join(f"{a.codec} {a.sample_rate} Hz {a.channels} ch" for a in info.audio) or "none"),
             ("auto downsample ratio", f"{auto_downsample_ratio(info.height, info.width):.3f}"),
         ]
