@@ -20,6 +20,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -27,6 +28,7 @@ import torch
 import media
 from vmatte.errors import VmatteError
 from vmatte.inference import MattingEngine
+from vmatte.io import open_source
 from vmatte.io.probe import scan
 from vmatte.pipeline import JobSettings, run_job
 from vmatte.temporal import TemporalOptions
@@ -365,3 +367,31 @@ def test_anamorphic_pixel_aspect_is_kept(samples_dir, engine, tmp_path):
     run_job(JobSettings(input=source, outputs=outputs, downsample_ratio=0.25), engine=engine, notice=lambda m: None)
     for kind, path in outputs.items():
         assert media.read_track(path).pixel_aspect == Fraction(1024, 765), kind
+
+
+def test_stream_cut_mid_gop(samples_dir, engine, tmp_path):
+    """A transport stream cut in the middle of a GOP (as recordings and stream segments are) opens with
+    pictures that reference frames not in the file. Decoders output nothing for them: vmatte leaves them out
+    too, says so, and mattes the rest, instead of failing on 'corrupt frame 0'."""
+    with open_source(samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4") as source:
+        pictures = [frame.rgb for _, frame in zip(range(48), source.frames())]
+    whole = tmp_path / "whole.ts"
+    with av.open(str(whole), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "12", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 426, 240, "yuv420p"
+        for index, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[188 * (len(data) // 188 // 3):])  # whole 188-byte TS packets, from a third in
+    decoded = media.read_track(cut).times
+    info = scan(cut)[0]
+    assert info.undecodable_leading_frames > 0 and info.frame_count == len(decoded)
+    out = tmp_path / "alpha.mov"
+    result = run_job(JobSettings(input=cut, outputs={"alpha": str(out)}, downsample_ratio=0.25),
+                     engine=engine, notice=lambda m: None)
+    assert media.read_track(out).times == decoded
+    assert any("before the first keyframe" in note for note in result.notes), result.notes

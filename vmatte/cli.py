@@ -238,7 +238,9 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("size", f"{info.width}x{info.height} (coded {info.coded_width}x{info.coded_height})"),
             ("rotation", f"{info.rotation} degrees"),
             ("pixel aspect", f"{info.pixel_aspect}{'' if info.pixel_aspect == 1 else ' (anamorphic)'}"),
-            ("frames", str(info.frame_count) + _numbering(info.frame_numbers)),
+            ("frames", str(info.frame_count) + _numbering(info.frame_numbers)
+             + (f" ({info.undecodable_leading_frames} undecodable pictures before the first keyframe left out)"
+                if info.undecodable_leading_frames else "")),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "

@@ -307,6 +307,9 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                        checkpoint.written if checkpoint else 0, source.repeated_frames)
     if result.repeated_frames:
         result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
+    if info.undecodable_leading_frames:
+        result.notes.append(f"{info.undecodable_leading_frames} picture(s) before the first keyframe cannot be "
+                            "decoded (the stream starts mid-GOP) and were left out, as players do")
     return result
 
 

@@ -66,6 +66,7 @@ class VideoInfo:
     pixel_aspect: Fraction = Fraction(1)  # sample aspect ratio of the displayed picture (anamorphic: not 1)
     is_image_sequence: bool = False
     frame_numbers: tuple[int, ...] = ()  # image sequences: the number in each file's name, where all have one
+    undecodable_leading_frames: int = 0  # pictures before the first decodable one (a stream cut mid-GOP): left out
 
     def frame_number(self, index: int) -> int:
         """The number a frame's PNG output gets: its source image's own number, else its position."""
@@ -154,6 +155,10 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
     if not pts:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed = _first_frame(path, stream_index, codec)
+    # A stream cut mid-GOP (broadcast recordings, stream segments) opens with pictures whose references are
+    # not in the file: decoders output nothing for them, so they are not frames of the clip.
+    leading = sum(1 for timestamp in pts if frame.pts is not None and timestamp < frame.pts)
+    pts, keyframe_pts = pts[leading:], tuple(k for k in keyframe_pts if k >= pts[leading])
     orientation = orientation_of(frame)
     width, height = orientation.display_size(frame.width, frame.height)
     try:
@@ -180,6 +185,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         has_alpha=any(c.is_alpha for c in frame.format.components) or metadata.get("alpha_mode") == "1",
         audio=audio,
         pixel_aspect=orientation.display_aspect(Fraction(sample_aspect)) if sample_aspect else Fraction(1),
+        undecodable_leading_frames=leading,
     )
     return info, Timeline(pts=pts, keyframe_pts=keyframe_pts, orientation=orientation, stream_index=stream_index)
 
