@@ -14,6 +14,7 @@ script to cover the real entry point (including its ``vmatte CLIP`` shorthand fo
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 import subprocess
 
 import cv2
@@ -127,6 +128,23 @@ def test_png_output_keeps_the_source_frame_numbers(samples_dir, tmp_path):
     result = vmatte("run", plates, "--out", f"{out}/matte.%04d.png", "--overwrite", "-q")
     assert result.exit_code == 0, result.output
     assert media.visible_entries(out) == ["matte.1001.png", "matte.1002.png", "matte.1004.png"]
+
+
+def test_fps_sets_an_image_sequence_rate(golden_frames, tmp_path):
+    """Plates are often 23.976: --fps 23.976 writes exactly 24000/1001 (frame k at k * 1001/24000 s)."""
+    frames, ratio = golden_frames["webcamface_320x214_r0.375"]
+    out = tmp_path / "alpha.mov"
+    result = vmatte("run", frames, "--fps", "23.976", "--out", out, "-r", ratio, "-q")
+    assert result.exit_code == 0, result.output
+    track = media.read_track(out)
+    assert track.guessed_rate == Fraction(24000, 1001)
+    assert track.times == [Fraction(1001 * k, 24000) for k in range(8)]
+
+
+def test_fps_is_refused_for_a_video_file(samples_dir, tmp_path):
+    result = vmatte("run", samples_dir / SMALL, "--fps", "24", "--out", tmp_path / "alpha.mov", "-q")
+    assert_cli_failure(result, "--fps", "image sequences")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_semantics_option_changes_the_matte(weights_dir, golden_frames, tmp_path):

@@ -1,5 +1,6 @@
 """Presets: the shipped files, lookup, merging with command-line options, templates, and error messages."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from vmatte.presets import (
     load_preset,
     merge_templates,
     parse_downsample_ratio,
+    parse_frame_rate,
     parse_out_template,
     render_outputs,
 )
@@ -157,6 +159,7 @@ def test_unknown_output_kind_is_found_inside_its_table(tmp_path):
     ("model = [\"rvm-resnet50\", \"nope\"]", "model = ['rvm-resnet50', 'nope'] is not valid: expected a model name"),
     ("downsample_ratio = 1.5", "downsample_ratio = 1.5 is not valid: expected 'auto', a number in (0, 1]"),
     ("refiner = \"deep\"", "refiner = 'deep' is not valid: expected one of auto, deep_guided_filter"),
+    ("sequence_fps = \"fast\"", "sequence_fps = 'fast' is not valid: expected a frame rate such as 24"),
 ])
 def test_wrong_value_names_file_line_and_key(tmp_path, line, expected):
     path = write_preset(tmp_path, "bad", f'description = "d"\n{line}\n[outputs]\nalpha = "{{stem}}.mov"\n')
@@ -192,6 +195,17 @@ def test_render_outputs_mirrors_subfolders_and_keeps_folder_slashes(tmp_path):
     assert outputs == {"alpha": f"{tmp_path}/day 1/take.02_alpha/",
                        "fgr": f"{tmp_path}/day 1/take.02.mp4.fgr/%06d.png",
                        "comp": f"{tmp_path}/day 1/take.02.mov"}
+
+
+def test_parse_frame_rate():
+    """Decimal NTSC rates mean the exact 1000/1001 ones; everything else is taken exactly."""
+    assert parse_frame_rate("23.976") == Fraction(24000, 1001) == parse_frame_rate(23.976)
+    assert parse_frame_rate("29.97") == Fraction(30000, 1001) and parse_frame_rate("59.94") == Fraction(60000, 1001)
+    assert parse_frame_rate("24000/1001") == Fraction(24000, 1001)
+    assert parse_frame_rate(24) == 24 and parse_frame_rate("25") == 25 and parse_frame_rate("12.5") == Fraction(25, 2)
+    for bad in ("0", "-24", "fast", "1/0", True):
+        with pytest.raises(VmatteError, match="frame rate"):
+            parse_frame_rate(bad)
 
 
 def test_parse_downsample_ratio():

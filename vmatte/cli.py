@@ -21,6 +21,7 @@ Examples:
   vmatte clip.mp4 --fgr fgr.mov --out alpha/           # straight foreground with alpha + 16-bit PNG matte
   vmatte clip.mp4 --comp preview.mp4 --bg "#00ff00"    # H.264 preview over green
   vmatte frames/%06d.png --out matte/%06d.png --png-depth 8
+  vmatte plates/ --fps 23.976 --out matte.mov          # image sequences run at 25 fps unless told
 """
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -87,6 +88,8 @@ def run_command(
     png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
     premultiplied: bool = typer.Option(None, "--premultiplied/--straight",
                                        help="Premultiply the foreground by alpha (default straight)."),
+    fps: str = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 "
+                                                "... (default 25; video files keep their own)."),
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
     preroll: int = typer.Option(None, "--preroll", min=0, max=64,
@@ -105,7 +108,8 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
-    from .presets import load_preset, merge_templates, parse_downsample_ratio, render_outputs
+    from .io.sequence import is_sequence
+    from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
 
     with user_errors():
         if png_depth not in (None, 8, 16):
@@ -115,6 +119,11 @@ def run_command(
                            background=bg, skip_corrupt=skip_corrupt)
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
+        if fps is not None:
+            if not is_sequence(input):
+                raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
+                                  "(--fps is for image sequences)")
+            overrides["sequence_fps"] = parse_frame_rate(fps)
         overrides.update(overwrite=overwrite, fresh=fresh)
         chosen = load_preset(preset) if preset else None
         options = chosen.apply(overrides) if chosen else overrides

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ class JobSettings:
     skip_corrupt: bool = False
     temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
     fresh: bool = False  # discard saved progress instead of resuming
+    sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
 
 
 @dataclass
@@ -161,6 +163,7 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "png_depth": settings.png_depth, "premultiplied": settings.premultiplied,
         "background": settings.background if "comp" in settings.outputs else None,
         "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
+        "frame_rate": str(info.frame_rate),
     }
 
 
@@ -201,7 +204,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
-    source = open_source(settings.input, skip_corrupt=settings.skip_corrupt)
+    source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
     info = source.info
     engine = engine or load_engine(settings, notice)
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)

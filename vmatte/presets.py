@@ -16,6 +16,7 @@ left out keeps its usual default)::
     premultiplied = false
     background = "green"             # composite background: colour name, #rrggbb, image or video path
     skip_corrupt = false
+    sequence_fps = "24000/1001"      # frame rate of image-sequence inputs (default 25)
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -36,6 +37,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import vmatte
@@ -95,6 +97,25 @@ def parse_downsample_ratio(value: object) -> DownsampleRatio:
     return float(value)
 
 
+# NTSC-family rates, which people write as decimals (23.976, 29.97, 59.94).
+NTSC_RATES = tuple(Fraction(rate * 1000, 1001) for rate in (24, 30, 48, 60, 120))
+FRAME_RATE_FORMS = "a frame rate such as 24, 23.976 or 24000/1001"
+
+
+def parse_frame_rate(value: object) -> Fraction:
+    """An exact frame rate from 24, 25.0, "23.976" (read as 24000/1001) or "30000/1001"."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        rate = Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise VmatteError(f"frame rate {value!r}: give {FRAME_RATE_FORMS}") from None
+    if not 0 < rate <= 1000:
+        raise VmatteError(f"frame rate {value!r}: give {FRAME_RATE_FORMS}")
+    near = [ntsc for ntsc in NTSC_RATES if abs(rate - ntsc) < Fraction(1, 200)]
+    return near[0] if near else rate
+
+
 # Value parsers for OPTIONS: each returns the JobSettings value, or raises ValueError for a wrong value.
 def _one_of(*choices) -> Callable[[object], object]:
     def parse(value):
@@ -146,6 +167,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "premultiplied": ("true or false", _boolean),
     "background": ("a colour name, #rrggbb, or an image or video path", _text),
     "skip_corrupt": ("true or false", _boolean),
+    "sequence_fps": (FRAME_RATE_FORMS, parse_frame_rate),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 

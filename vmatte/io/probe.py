@@ -21,7 +21,7 @@ from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
 from vmatte.io.sequence import frame_numbers, is_sequence, sequence_files
 from vmatte.io.vpx import packet_shows_frame
 
-SEQUENCE_FRAME_RATE = Fraction(25)
+SEQUENCE_FRAME_RATE = Fraction(25)  # of image sequences, unless given
 # Nominal rates a constant-rate clip is snapped to when its timestamps (rounded to the time base) agree.
 STANDARD_RATES = tuple(
     Fraction(rate) for rate in ("24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60")
@@ -88,14 +88,16 @@ class Timeline:
     files: tuple[Path, ...] = ()  # image sequences only
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, sequence_fps: Fraction | None = None) -> VideoInfo:
     """Describe a video file, a folder of images or a frame pattern; raises VmatteError if it is not one."""
-    return scan(path)[0]
+    return scan(path, sequence_fps)[0]
 
 
-def scan(path: str | Path) -> tuple[VideoInfo, Timeline]:
+def scan(path: str | Path, sequence_fps: Fraction | None = None) -> tuple[VideoInfo, Timeline]:
+    """VideoInfo and Timeline; an image sequence runs at ``sequence_fps`` (default 25); a video file keeps
+    its own timestamps."""
     if is_sequence(path):
-        return _scan_sequence(Path(path))
+        return _scan_sequence(Path(path), sequence_fps or SEQUENCE_FRAME_RATE)
     return _scan_video(Path(path))
 
 
@@ -286,7 +288,7 @@ def _frame_rate(
     return measured, False
 
 
-def _scan_sequence(path: Path) -> tuple[VideoInfo, Timeline]:
+def _scan_sequence(path: Path, frame_rate: Fraction) -> tuple[VideoInfo, Timeline]:
     files = tuple(sequence_files(path))
     try:
         with av.open(str(files[0])) as container:
@@ -307,11 +309,11 @@ def _scan_sequence(path: Path) -> tuple[VideoInfo, Timeline]:
         rotation=0,
         mirrored=False,
         frame_count=count,
-        frame_rate=SEQUENCE_FRAME_RATE,
-        time_base=1 / SEQUENCE_FRAME_RATE,
+        frame_rate=frame_rate,
+        time_base=1 / frame_rate,
         is_vfr=False,
         start_pts=0,
-        duration=float(count / SEQUENCE_FRAME_RATE),
+        duration=float(count / frame_rate),
         **_picture_fields(frame, colour, colour_assumed),
         has_alpha=any(c.is_alpha for c in frame.format.components),
         is_image_sequence=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,9 +194,11 @@ class ImageSequenceSource(FrameSource):
         return None
 
 
-def open_source(path_or_pattern: str | Path, *, skip_corrupt: bool = False) -> FrameSource:
-    """Open a video file, a folder of images or a frame pattern (``frames/%06d.png``) for reading."""
-    info, timeline = scan(path_or_pattern)
+def open_source(path_or_pattern: str | Path, *, skip_corrupt: bool = False,
+                sequence_fps: Fraction | None = None) -> FrameSource:
+    """Open a video file, a folder of images or a frame pattern (``frames/%06d.png``) for reading; an image
+    sequence runs at ``sequence_fps`` (default 25)."""
+    info, timeline = scan(path_or_pattern, sequence_fps)
     if info.colour_matrix not in LUMA_WEIGHTS and is_yuv(av.VideoFormat(info.pix_fmt)):
         raise VmatteError(
             f"{info.path}: colour matrix '{info.colour_matrix}' is not supported "
