@@ -147,6 +147,26 @@ def test_fps_is_refused_for_a_video_file(samples_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_photo_to_single_pngs(samples_dir, tmp_path):
+    """A one-frame input (a photo) can go to single .png files: grey matte, RGBA foreground, RGB composite."""
+    photo = samples_dir / "portrait_images/matplotlib_grace_hopper.jpg"
+    result = vmatte("run", photo, "--out", tmp_path / "matte.png", "--fgr", tmp_path / "fgr.png",
+                    "--comp", tmp_path / "comp.png", "--png-depth", "8", "-q")
+    assert result.exit_code == 0, result.output
+    assert media.visible_entries(tmp_path) == ["comp.png", "fgr.png", "matte.png"]
+    height, width = cv2.imread(str(photo)).shape[:2]
+    matte, fgr, comp = (cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+                        for name in ("matte.png", "fgr.png", "comp.png"))
+    assert (matte.shape, fgr.shape, comp.shape) == ((height, width), (height, width, 4), (height, width, 3))
+    assert matte.min() == 0 and matte.max() == 255  # a person was found, and background
+
+
+def test_single_png_for_a_clip_is_refused(samples_dir, tmp_path):
+    result = vmatte("run", samples_dir / SMALL, "--out", tmp_path / "matte.png", "-q")
+    assert_cli_failure(result, "matte.png", "one picture", "3 frames")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_semantics_option_changes_the_matte(weights_dir, golden_frames, tmp_path):
     """--semantics is not ignored: at ratio < 1 the two semantics give visibly different mattes."""
     frames, ratio = golden_frames["webcamface_320x214_r0.375"]

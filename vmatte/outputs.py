@@ -13,7 +13,7 @@ from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
-from .io.writer import is_png_sequence
+from .io.writer import is_png_sequence, is_single_png
 from .resume import work_dir_for
 
 DEFAULT_PNG_NAME = "%06d.png"
@@ -36,9 +36,10 @@ class OutputTrack:
         self.png_depth = png_depth
         self.premultiplied = premultiplied
         self.work_dir = work_dir_for(path)
-        self.is_png = is_png_sequence(path)
+        self.is_single_png = is_single_png(path)
+        self.is_png = is_png_sequence(path) or self.is_single_png
         if self.is_png:
-            pattern = Path(path) if is_pattern(path) else Path(path) / DEFAULT_PNG_NAME
+            pattern = Path(path) if is_pattern(path) or self.is_single_png else Path(path) / DEFAULT_PNG_NAME
             self.target_dir, self.png_name = pattern.parent, pattern.name
         self.suffix = Path(path).suffix.lower()
 
@@ -89,7 +90,7 @@ class OutputTrack:
     def _remove_frames_from(self, frames_total: int) -> None:
         """With --overwrite, an earlier sequence must not leave frames this one does not have (the others are
         replaced one by one, so a move cut short by a kill can simply be repeated)."""
-        if not self.target_dir.is_dir():
+        if not self.target_dir.is_dir() or self.is_single_png:
             return
         name = numbered_name(self.png_name)
         numbers = {self.info.frame_number(index) for index in range(frames_total)}

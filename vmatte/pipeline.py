@@ -23,7 +23,7 @@ from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.sequence import is_pattern, is_sequence
-from .io.writer import is_png_sequence, writer_class
+from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
@@ -206,6 +206,11 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
     info = source.info
+    single = [path for path in settings.outputs.values() if is_single_png(path)]
+    if single and info.frame_count > 1:
+        source.close()
+        raise VmatteError(f"{single[0]}: {SINGLE_PNG_HOLDS_ONE}; {Path(settings.input).name} has "
+                          f"{info.frame_count} frames")
     engine = engine or load_engine(settings, notice)
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk

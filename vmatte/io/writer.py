@@ -33,8 +33,10 @@ from vmatte.io.sequence import is_pattern
 KINDS = {"alpha": 1, "fgr": 4, "comp": 3}  # kind -> channels of the images it takes
 SUPPORTED = (
     ".mov (ProRes 4444: alpha, fgr, comp), .mp4 (H.264 preview: comp only), "
-    "a folder or a pattern like out/%06d.png (PNG sequence: alpha, fgr, comp)"
+    "a folder or a pattern like out/%06d.png (PNG sequence: alpha, fgr, comp), .png (one-frame inputs)"
 )
+SINGLE_PNG_HOLDS_ONE = ("a single .png holds one picture: write a sequence to a folder (out/) or a pattern "
+                        "(out/%06d.png)")
 BT709 = Colour("bt709", "tv", "bt709", "bt709")
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
 
@@ -240,7 +242,8 @@ class PngSequenceWriter(FrameWriter):
         self._first_index = first_index  # a resumed run continues the numbering where it stopped
         if depth not in (8, 16):
             raise VmatteError(f"{path}: PNG depth must be 8 or 16, not {depth}")
-        self._pattern = str(path) if is_pattern(path) else str(path / "%06d.png")
+        self._single = is_single_png(path)
+        self._pattern = str(path) if is_pattern(path) or self._single else str(path / "%06d.png")
         self._peak = (1 << depth) - 1
         self._dtype = np.uint8 if depth == 8 else np.uint16
         self._format = self.FORMATS[kind, depth]
@@ -262,7 +265,10 @@ class PngSequenceWriter(FrameWriter):
         frame = av.VideoFrame.from_ndarray(values, format=self._format)
         frame.pts = pts
         data = b"".join(bytes(packet) for packet in self._encoder.encode(frame))
-        final = Path(self._pattern % self.info.frame_number(self._first_index + self.frames_written))
+        if self._single and self.frames_written:
+            raise VmatteError(f"{self.path}: {SINGLE_PNG_HOLDS_ONE}")
+        final = Path(self._pattern if self._single else
+                     self._pattern % self.info.frame_number(self._first_index + self.frames_written))
         self._temporary = final.with_name(f".{final.name}.partial")
         try:
             self._temporary.write_bytes(data)
@@ -304,7 +310,7 @@ def writer_class(kind: str, path: str | Path) -> type[FrameWriter]:
     """The writer that handles ``kind`` at ``path`` (see SUPPORTED); raises VmatteError for any other path."""
     if kind not in KINDS:
         raise VmatteError(f"unknown output kind '{kind}' (expected one of: {', '.join(KINDS)})")
-    if is_png_sequence(path):
+    if is_png_sequence(path) or is_single_png(path):
         return PngSequenceWriter
     path = Path(path)
     suffix = path.suffix.lower()
@@ -319,6 +325,11 @@ def is_png_sequence(path: str | Path) -> bool:
     """A folder (existing, or named with a trailing slash) or a .png frame pattern like out/%06d.png."""
     text = str(path)
     return text.endswith(("/", os.sep)) or Path(path).is_dir() or (is_pattern(path) and text.lower().endswith(".png"))
+
+
+def is_single_png(path: str | Path) -> bool:
+    """One .png file (for a one-frame input, such as a photo)."""
+    return Path(path).suffix.lower() == ".png" and not is_png_sequence(path)
 
 
 def partial_path(path: Path) -> Path:
