@@ -204,6 +204,13 @@ def info_fields(text: str) -> dict[str, str]:
     return dict(line.strip().split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
+def info_of(path) -> dict[str, str]:
+    """``vmatte info PATH`` in-process, which must succeed, as its fields."""
+    result = vmatte("info", path)
+    assert result.exit_code == 0, result.output
+    return info_fields(result.stdout)
+
+
 def test_info_reports_size_rotation_frames_rate(samples_dir):
     result = vmatte_process("info", samples_dir / "robustness_videos/androidx_portrait_4k60_rot90_vfr.mp4")
     assert result.returncode == 0, result.stderr
@@ -215,16 +222,12 @@ def test_info_reports_size_rotation_frames_rate(samples_dir):
 
 
 def test_info_reports_colour(samples_dir):
-    result = vmatte("info", samples_dir / "robustness_videos/androidx_hdr10_av1_10bit_portrait.mp4")
-    assert result.exit_code == 0, result.output
-    assert info_fields(result.stdout)["colour"] == \
-        "matrix bt2020nc, tv range, primaries bt2020, transfer smpte2084"
+    fields = info_of(samples_dir / "robustness_videos/androidx_hdr10_av1_10bit_portrait.mp4")
+    assert fields["colour"] == "matrix bt2020nc, tv range, primaries bt2020, transfer smpte2084"
 
 
 def test_info_exact_rate(samples_dir):
-    result = vmatte("info", samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4")
-    assert result.exit_code == 0, result.output
-    fields = info_fields(result.stdout)
+    fields = info_of(samples_dir / "robustness_videos/mmaction2_basketball_2997_426x240.mp4")
     assert fields["size"].startswith("426x240")
     assert fields["rotation"].startswith("0")
     assert fields["frames"] == "300"
@@ -242,9 +245,7 @@ def test_info_of_a_png_with_an_icc_profile_exits_cleanly(samples_dir):
 
 
 def test_info_reports_anamorphic_pixels(samples_dir):
-    result = vmatte("info", samples_dir / "backgrounds/mmaction2_pool_340x256.mp4")
-    assert result.exit_code == 0, result.output
-    assert info_fields(result.stdout)["pixel aspect"] == "1024/765 (anamorphic)"
+    assert info_of(samples_dir / "backgrounds/mmaction2_pool_340x256.mp4")["pixel aspect"] == "1024/765 (anamorphic)"
 
 
 def test_info_of_missing_file_is_a_clean_error(tmp_path):
@@ -310,9 +311,7 @@ def test_audio_codec_without_a_decoder_is_left_out(samples_dir, tmp_path):
     source = samples_dir / "portrait_videos/androidx_face_htc_rotation_ac3.mkv"
     clip = tmp_path / "odd.mkv"
     clip.write_bytes(source.read_bytes().replace(b"A_AC3", b"A_ZZZ", 1))
-    info = vmatte("info", clip)
-    assert info.exit_code == 0, info.output
-    assert info_fields(info.stdout)["audio"] == "none"
+    assert info_of(clip)["audio"] == "none"
     result = vmatte("run", clip, "--fgr", tmp_path / "fgr.mov", "-r", "0.25", "-q")
     assert result.exit_code == 0, result.output
     track = media.read_track(tmp_path / "fgr.mov")

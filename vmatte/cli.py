@@ -82,7 +82,8 @@ def run_command(
                                               "(long side about 640 px)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
-    semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs (the TF.js export's, for parity)."),
+    semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs "
+                                                            "(the TF.js export's, for parity)."),
     refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
     chunk: int = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4)."),
     png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
@@ -247,9 +248,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("size", f"{info.width}x{info.height} (coded {info.coded_width}x{info.coded_height})"),
             ("rotation", f"{info.rotation} degrees"),
             ("pixel aspect", f"{info.pixel_aspect}{'' if info.pixel_aspect == 1 else ' (anamorphic)'}"),
-            ("frames", str(info.frame_count) + _numbering(info.frame_numbers)
-             + (f" ({info.undecodable_leading_frames} undecodable pictures before the first keyframe left out)"
-                if info.undecodable_leading_frames else "")),
+            ("frames", _frames(info)),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "
@@ -261,11 +260,16 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             typer.echo(f"{name:>22}: {value}")
 
 
-def _numbering(numbers: tuple[int, ...]) -> str:
-    if not numbers:
-        return ""
-    gaps = numbers[-1] - numbers[0] + 1 != len(numbers)
-    return f" (numbered {numbers[0]}-{numbers[-1]}{', with gaps' if gaps else ''})"
+def _frames(info) -> str:
+    """The frame count, with a sequence's numbering or the pictures left out of a stream cut mid-GOP."""
+    numbers = info.frame_numbers
+    if numbers:
+        gaps = numbers[-1] - numbers[0] + 1 != len(numbers)
+        return f"{info.frame_count} (numbered {numbers[0]}-{numbers[-1]}{', with gaps' if gaps else ''})"
+    if info.undecodable_leading_frames:
+        return (f"{info.frame_count} ({info.undecodable_leading_frames} undecodable pictures before the first "
+                "keyframe left out)")
+    return str(info.frame_count)
 
 
 models_app = typer.Typer(help="Known models: list them, or fetch one.", no_args_is_help=False)

@@ -13,10 +13,8 @@ from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
-from .io.writer import is_png_sequence, is_single_png
+from .io.writer import PngSequenceWriter, is_single_png, png_pattern, writer_class
 from .resume import work_dir_for
-
-DEFAULT_PNG_NAME = "%06d.png"
 
 
 def existing_output(path: str) -> bool:
@@ -37,9 +35,9 @@ class OutputTrack:
         self.premultiplied = premultiplied
         self.work_dir = work_dir_for(path)
         self.is_single_png = is_single_png(path)
-        self.is_png = is_png_sequence(path) or self.is_single_png
+        self.is_png = writer_class(kind, path) is PngSequenceWriter
         if self.is_png:
-            pattern = Path(path) if is_pattern(path) or self.is_single_png else Path(path) / DEFAULT_PNG_NAME
+            pattern = png_pattern(path)
             self.target_dir, self.png_name = pattern.parent, pattern.name
         self.suffix = Path(path).suffix.lower()
 

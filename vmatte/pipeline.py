@@ -22,8 +22,8 @@ from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
-from .io.sequence import is_pattern, is_sequence
-from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, writer_class
+from .io.sequence import is_sequence
+from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
                      save_checkpoint, work_dir_for)
@@ -134,17 +134,13 @@ def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None
     for kind, path in outputs.items():
         writer_class(kind, path)
         target = Path(path).resolve()
-        if target == source or (is_png_sequence(path) and _png_folder(path) == source_folder):
+        if target == source or (is_png_sequence(path) and png_pattern(path).parent.resolve() == source_folder):
             raise VmatteError(f"{path}: an output cannot be written over its own input")
         if existing_output(path) and not overwrite:
             raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
     paths = [os.path.abspath(p) for p in outputs.values()]
     if len(set(paths)) != len(paths):
         raise VmatteError("two outputs have the same path")
-
-
-def _png_folder(path: str) -> Path:
-    return (Path(path).parent if is_pattern(path) else Path(path)).resolve()
 
 
 def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, ratio: float,

@@ -7,6 +7,7 @@ frames an edit list trims, average rates skewed by the last frame's duration).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -159,7 +160,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
     frame, colour, colour_assumed = _first_frame(path, stream_index, codec)
     # A stream cut mid-GOP (broadcast recordings, stream segments) opens with pictures whose references are
     # not in the file: decoders output nothing for them, so they are not frames of the clip.
-    leading = sum(1 for timestamp in pts if frame.pts is not None and timestamp < frame.pts)
+    leading = bisect_left(pts, frame.pts) if frame.pts is not None else 0
     pts, keyframe_pts = pts[leading:], tuple(k for k in keyframe_pts if k >= pts[leading])
     orientation = orientation_of(frame)
     width, height = orientation.display_size(frame.width, frame.height)

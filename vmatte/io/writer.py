@@ -37,6 +37,7 @@ SUPPORTED = (
 )
 SINGLE_PNG_HOLDS_ONE = ("a single .png holds one picture: write a sequence to a folder (out/) or a pattern "
                         "(out/%06d.png)")
+DEFAULT_PNG_NAME = "%06d.png"  # of the files in a folder given as a PNG output
 BT709 = Colour("bt709", "tv", "bt709", "bt709")
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
 
@@ -243,7 +244,7 @@ class PngSequenceWriter(FrameWriter):
         if depth not in (8, 16):
             raise VmatteError(f"{path}: PNG depth must be 8 or 16, not {depth}")
         self._single = is_single_png(path)
-        self._pattern = str(path) if is_pattern(path) or self._single else str(path / "%06d.png")
+        self._pattern = str(png_pattern(path))
         self._peak = (1 << depth) - 1
         self._dtype = np.uint8 if depth == 8 else np.uint16
         self._format = self.FORMATS[kind, depth]
@@ -330,6 +331,11 @@ def is_png_sequence(path: str | Path) -> bool:
 def is_single_png(path: str | Path) -> bool:
     """One .png file (for a one-frame input, such as a photo)."""
     return Path(path).suffix.lower() == ".png" and not is_png_sequence(path)
+
+
+def png_pattern(path: str | Path) -> Path:
+    """Where a PNG output's files go: a pattern or single file as given, a folder as FOLDER/000000.png, ..."""
+    return Path(path) if is_pattern(path) or is_single_png(path) else Path(path) / DEFAULT_PNG_NAME
 
 
 def partial_path(path: Path) -> Path:
