@@ -14,16 +14,16 @@ script to cover the real entry point (including its ``vmatte CLIP`` shorthand fo
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 import subprocess
+from fractions import Fraction
 
 import cv2
+import media
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-import media
 from vmatte import __version__
 from vmatte.cli import app
 

@@ -4,10 +4,9 @@ from fractions import Fraction
 from itertools import islice
 
 import av
+import media
 import numpy as np
 import pytest
-
-import media
 
 from vmatte.errors import VmatteError
 from vmatte.io import open_source

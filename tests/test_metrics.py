@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vmatte.errors import VmatteError
-from vmatte.metrics import (METRIC_NAMES, conn, dtssd, evaluate_sequences, grad, mad, mse, plot_per_frame)
+from vmatte.metrics import METRIC_NAMES, conn, dtssd, evaluate_sequences, grad, mad, mse, plot_per_frame
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,8 @@ def test_lookup_order_and_offline_fallback(weights_dir, tmp_path, monkeypatch):
     assert len(notices) == 1 and "rvm_mobilenetv3.pth" in notices[0]
     # A file in the cache is found after the VMATTE_WEIGHTS folders.
     (tmp_path / "cache").mkdir()
-    torch.save(state_from_layout(weights_dir / "KEYS-rvm_mobilenetv3.pth.txt"), tmp_path / "cache" / "rvm_mobilenetv3.pth")
+    state = state_from_layout(weights_dir / "KEYS-rvm_mobilenetv3.pth.txt")
+    torch.save(state, tmp_path / "cache" / "rvm_mobilenetv3.pth")
     model, path = resolve("rvm-mobilenetv3", notice=notices.append)
     assert path == tmp_path / "cache" / "rvm_mobilenetv3.pth"
 

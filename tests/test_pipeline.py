@@ -21,11 +21,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import media
 import numpy as np
 import pytest
 import torch
 
-import media
 from vmatte.errors import VmatteError
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
@@ -257,7 +257,7 @@ def portrait_runs(samples_dir, engine, tmp_path_factory):
          "comp": str(root / "b" / "comp.mov")}
     for outputs in (a, b):
         run_job(JobSettings(input=source, outputs=outputs, downsample_ratio=0.5, png_depth=16,
-                            background="#%02x%02x%02x" % BG), engine=engine, notice=lambda m: None)
+                            background="#{:02x}{:02x}{:02x}".format(*BG)), engine=engine, notice=lambda m: None)
     return source, a, b
 
 

@@ -232,7 +232,7 @@ def presets_command() -> None:
     from .presets import list_presets
 
     with user_errors():
-        for name, description, path in list_presets():
+        for name, description, _path in list_presets():
             typer.echo(f"{name:14} {description}")
 
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from vmatte.errors import VmatteError
-from vmatte.io.colour import plane_array, is_yuv
+from vmatte.io.colour import is_yuv, plane_array
 from vmatte.io.probe import Timeline, VideoInfo, scan
 from vmatte.metrics import METRIC_NAMES, evaluate_sequences, plot_per_frame
 

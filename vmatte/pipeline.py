@@ -25,8 +25,15 @@ from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.sequence import is_sequence
 from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
 from .outputs import OutputTrack, existing_output
-from .resume import (CHECKPOINT, Checkpoint, CorruptCheckpoint, fingerprint_differences, load_checkpoint,
-                     save_checkpoint, work_dir_for)
+from .resume import (
+    CHECKPOINT,
+    Checkpoint,
+    CorruptCheckpoint,
+    fingerprint_differences,
+    load_checkpoint,
+    save_checkpoint,
+    work_dir_for,
+)
 from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")

@@ -16,8 +16,7 @@ import av
 
 from vmatte.errors import VmatteError
 from vmatte.io.audio import decodable_audio_streams
-from vmatte.io.colour import (MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, SRGB_TRANSFER, TRANSFER_NAMES, Colour,
-                              is_yuv)
+from vmatte.io.colour import MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, SRGB_TRANSFER, TRANSFER_NAMES, Colour, is_yuv
 from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
 from vmatte.io.sequence import frame_numbers, is_sequence, sequence_files
 from vmatte.io.vpx import packet_shows_frame

@@ -38,7 +38,8 @@ def read_tensors(model_json: Path) -> dict[str, np.ndarray]:
             shape = entry["shape"]
             count = int(np.prod(shape)) if shape else 1
             quant = entry.get("quantization")
-            stored = np.dtype(quant["dtype"] if quant else {"float32": "<f4", "int32": "<i4", "bool": "u1"}[entry["dtype"]])
+            plain = {"float32": "<f4", "int32": "<i4", "bool": "u1"}
+            stored = np.dtype(quant["dtype"] if quant else plain[entry["dtype"]])
             size = count * stored.itemsize
             if offset + size > len(blob):
                 raise VmatteError(f"{model_json}: weight data is truncated at tensor {entry['name']!r}")

@@ -8,7 +8,6 @@ import torch
 from vmatte.errors import VmatteError
 
 from ..loader import read_state_dict
-
 from .modnet import MODNet
 
 # The official checkpoints were saved from an nn.DataParallel wrapper, which prefixes every key.
