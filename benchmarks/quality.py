@@ -38,9 +38,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vmatte.inference import MattingEngine, auto_downsample_ratio
+from vmatte.inference import MattingEngine
 from vmatte.io.background import cover, open_background
 from vmatte.metrics import evaluate_sequences
+from vmatte.settings import auto_downsample_ratio
 from vmatte.temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, TemporalOptions, cut_score, matte_frames, thumbnail
 
 SHARED = Path(os.environ.get("VMATTE_SHARED", Path(__file__).resolve().parents[2] / "shared"))

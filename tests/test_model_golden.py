@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmatte.models import load_rvm, prepare_for_inference
+from vmatte.models.loader import load_rvm, prepare_for_inference
 
 CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vmatte.errors import VmatteError
-from vmatte.models import MODELS, load_rvm, resolve
-from vmatte.models.weights import verify
+from vmatte.models.loader import load_rvm
+from vmatte.models.weights import MODELS, resolve, verify
 
 DTYPES = {"float32": torch.float32, "int64": torch.int64}
 

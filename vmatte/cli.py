@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import VmatteError
-from .models.weights import DEFAULT_MODEL
 
 console = Console(stderr=True, highlight=False)
 RUN_EXAMPLES = """
@@ -110,6 +109,7 @@ def run_command(
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
     from .io.sequence import is_sequence
+    from .models.weights import DEFAULT_MODEL
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
 
     with user_errors():
@@ -150,7 +150,7 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
                      smooth: str | None):
     """The TemporalOptions the temporal flags ask for (None: the automatic choice)."""
     from .models.weights import MODELS
-    from .temporal import DEFAULT_CUT_THRESHOLD, SMOOTHERS, TemporalOptions
+    from .settings import DEFAULT_CUT_THRESHOLD, SMOOTHERS, TemporalOptions
 
     if smooth not in (None, "none", *SMOOTHERS):
         raise VmatteError(f"--smooth {smooth}: choose none or {', '.join(SMOOTHERS)}")
@@ -239,8 +239,8 @@ def presets_command() -> None:
 @app.command("info")
 def info_command(input: Path = typer.Argument(..., help="Video file or image sequence.")) -> None:
     """What vmatte sees in a clip: size, rotation, frames, rate, pixel format, colour, audio."""
-    from .inference import auto_downsample_ratio
     from .io import probe
+    from .settings import auto_downsample_ratio
 
     with user_errors():
         info = probe(input)

@@ -7,15 +7,13 @@ from pathlib import Path
 import torch
 
 from .errors import VmatteError
-from .models import MODELS, MattingOutput, load_rvm, prepare_for_inference, resolve
+from .models.loader import load_rvm, prepare_for_inference
+from .models.matting_network import MattingOutput
 from .models.modnet import load_modnet, predict_matte
-from .models.weights import sha256_of
+from .models.weights import MODELS, resolve, sha256_of
+from .settings import PRECISION_NAMES
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# The internal (downsampled) long side of --downsample-ratio auto. RVM's authors advise about 480-512 px for
-# portraits and more for full-body shots; measured on composites with exact ground truth (README, "Quality"),
-# full resolution beat 512 px at 640x360 on every metric, so vmatte aims a little higher.
-AUTO_TARGET_LONG_SIDE = 640
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -43,11 +41,6 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp16" and device.type == "cpu":
         raise VmatteError("--precision fp16 is not supported on the CPU; use fp32 or bf16")
     return PRECISIONS[precision]
-
-
-def auto_downsample_ratio(height: int, width: int) -> float:
-    """Ratio that brings the long side to AUTO_TARGET_LONG_SIDE; never upsamples."""
-    return min(1.0, AUTO_TARGET_LONG_SIDE / max(height, width))
 
 
 @dataclass

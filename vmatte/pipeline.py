@@ -13,16 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .errors import VmatteError
-from .inference import MattingEngine, auto_downsample_ratio, choose_device
+from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
-from .io.sequence import is_sequence
+from .io.sequence import is_sequence, sequence_files
 from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (
@@ -34,33 +33,11 @@ from .resume import (
     save_checkpoint,
     work_dir_for,
 )
-from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions
+from .settings import OUTPUT_KINDS, JobSettings, auto_downsample_ratio
+from .temporal import Boundary, MattedFrame, MattingStream
 
-OUTPUT_KINDS = ("alpha", "fgr", "comp")
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
 SEGMENT_FRAMES = 64  # frames per segment (rounded up to whole chunks): the most work a crash can lose
-
-
-@dataclass
-class JobSettings:
-    input: Path
-    outputs: dict[str, str]  # kind ("alpha", "fgr", "comp") -> output path
-    model: str = "rvm-mobilenetv3"
-    weights: Path | None = None
-    downsample_ratio: float | None = None  # None: auto
-    device: str = "auto"
-    precision: str = "auto"
-    semantics: str = "torch"
-    refiner: str | None = None
-    chunk: int = 4
-    png_depth: int = 16
-    premultiplied: bool = False
-    background: str = "green"
-    overwrite: bool = False
-    skip_corrupt: bool = False
-    temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
-    fresh: bool = False  # discard saved progress instead of resuming
-    sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
 
 
 @dataclass
@@ -153,11 +130,9 @@ def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None
 def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, ratio: float,
                 segment_frames: int) -> dict:
     """Everything that shapes the result; a saved run resumes only under the same fingerprint."""
-    source = Path(settings.input)
-    stat = source.stat()
     return {
         "vmatte": __version__,
-        "input": str(source.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+        **_input_identity(Path(settings.input)),
         "frames": info.frame_count,
         **engine.settings(), "weights_sha256": engine.weights_sha256,
         "downsample_ratio": ratio,
@@ -168,6 +143,14 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
         "frame_rate": str(info.frame_rate),
     }
+
+
+def _input_identity(path: Path) -> dict:
+    """Where the input is, and its size and modification time (summed and latest over a sequence's images):
+    saved progress is never resumed onto changed footage."""
+    stats = [file.stat() for file in (sequence_files(path) if is_sequence(path) else [path])]
+    return {"input": str(path.resolve()), "input_size": sum(stat.st_size for stat in stats),
+            "input_mtime_ns": max(stat.st_mtime_ns for stat in stats)}
 
 
 def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine:

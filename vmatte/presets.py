@@ -43,11 +43,10 @@ from pathlib import Path
 import vmatte
 
 from .errors import VmatteError
-from .inference import PRECISIONS
 from .io import probe
-from .models.semantics import BY_NAME as SEMANTICS_BY_NAME
+from .io.sequence import is_pattern, sequence_name
 from .models.weights import MODELS, cache_dir, find_local
-from .pipeline import OUTPUT_KINDS, JobSettings
+from .settings import OUTPUT_KINDS, PRECISION_NAMES, SEMANTICS_NAMES, JobSettings
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -158,9 +157,9 @@ def _refiner(value):
 OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "model": (f"a model name or a list of them ({', '.join(MODELS)})", _model),
     "downsample_ratio": (RATIO_FORMS, parse_downsample_ratio),
-    "precision": (f"one of auto, {', '.join(PRECISIONS)}", _one_of("auto", *PRECISIONS)),
+    "precision": (f"one of auto, {', '.join(PRECISION_NAMES)}", _one_of("auto", *PRECISION_NAMES)),
     "device": ("one of auto, cpu, cuda, mps", _one_of("auto", "cpu", "cuda", "mps")),
-    "semantics": (f"one of {', '.join(SEMANTICS_BY_NAME)}", _one_of(*SEMANTICS_BY_NAME)),
+    "semantics": (f"one of {', '.join(SEMANTICS_NAMES)}", _one_of(*SEMANTICS_NAMES)),
     "refiner": ("one of auto, deep_guided_filter, fast_guided_filter", _refiner),
     "chunk": ("a whole number from 1 to 64", _chunk),
     "png_depth": ("8 or 16", _one_of(8, 16)),
@@ -327,11 +326,13 @@ def merge_templates(base: Mapping[str, str], given: list[str]) -> dict[str, str]
 def render_outputs(templates: Mapping[str, str], input: Path, out_dir: Path,
                    subfolder: Path = Path()) -> dict[str, str]:
     """{kind: path} for one input: each template filled in, under ``out_dir / subfolder`` (the input's folder
-    relative to the batch's input folder). A trailing slash (a PNG folder output) is kept."""
+    relative to the batch's input folder). A trailing slash (a PNG folder output) is kept. A frame pattern
+    input is named as its sequence (``plates/shot_%04d.exr``: stem and name "shot")."""
     folder = Path(out_dir) / subfolder
+    stem, name = (sequence_name(input),) * 2 if is_pattern(input) else (input.stem, input.name)
     outputs = {}
     for kind, template in templates.items():
-        rendered = template.format(stem=input.stem, name=input.name)
+        rendered = template.format(stem=stem, name=name)
         outputs[kind] = str(folder / rendered) + ("/" if rendered.endswith(("/", "\\")) else "")
     return outputs
 

@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-# Mattes live in [0, 1]. Frame-to-frame noise of a steady prediction is a few 8-bit levels (~0.01-0.02), while
-# the flicker OFD targets (holes, spurious blobs) jumps by a large part of the range. 0.1 (~25 levels) sits
-# between the two: neighbours that differ by more than this are real motion and are left alone.
-DEFAULT_THRESHOLD = 0.1
+from .settings import OFD_THRESHOLD as DEFAULT_THRESHOLD
 
 Matte = np.ndarray | torch.Tensor
 

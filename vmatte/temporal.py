@@ -12,7 +12,7 @@ carries at chunk boundaries, so an interrupted run resumes to exactly the same o
 """
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -20,34 +20,10 @@ import torch
 
 from .inference import MattingEngine
 from .io import SourceFrame
-from .smoothing import DEFAULT_THRESHOLD as OFD_THRESHOLD
+from .settings import SMOOTHERS, TemporalOptions
 from .smoothing import OneFrameDelaySmoother
 
-DEFAULT_PREROLL = 16  # frames: the state takes ~10 frames to settle (README, "Quality", benchmarks/quality.py)
-# Mean absolute change of hue, saturation and value between consecutive thumbnails, on a 0-255 scale.
-# Motion, pans and lighting drift stay well below it; a cut to another shot lands far above it.
-DEFAULT_CUT_THRESHOLD = 30.0
 THUMBNAIL_WIDTH = 64
-SMOOTHERS = ("ofd",)
-
-
-@dataclass(frozen=True)
-class TemporalOptions:
-    """None for ``preroll`` or ``cuts`` means: on for video files, off for image sequences. Sequences are
-    usually renders or plates handed over in frame ranges, where the frames are expected to match the
-    reference model's exactly; camera footage gets the better first frames and clean cuts."""
-
-    preroll: int | None = None  # frames; 0 turns pre-roll off
-    cuts: bool | None = None  # reset the state at detected hard cuts
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD
-    smooth: str | None = None  # "ofd" or None
-    smooth_threshold: float = OFD_THRESHOLD
-
-    def for_source(self, image_sequence: bool) -> "TemporalOptions":
-        """These options with the automatic choices made for a video file or an image sequence."""
-        preroll = self.preroll if self.preroll is not None else (0 if image_sequence else DEFAULT_PREROLL)
-        cuts = self.cuts if self.cuts is not None else not image_sequence
-        return replace(self, preroll=preroll, cuts=cuts)
 
 
 @dataclass

@@ -20,6 +20,16 @@ def is_sequence(path: str | Path) -> bool:
     return Path(path).is_dir() or is_pattern(path)
 
 
+def sequence_name(path: str | Path) -> str:
+    """What a sequence is called, for naming its outputs: a folder's name; a pattern's file name before the
+    number (``shot_%04d.exr`` is "shot"), or its folder's name when the name is only the number."""
+    path = Path(path)
+    if not is_pattern(path):
+        return path.name
+    head = path.name[: _PRINTF_NUMBER.search(path.name).start()].rstrip("._- ")
+    return head or path.resolve().parent.name
+
+
 def sequence_files(path: str | Path) -> list[Path]:
     """The images of a sequence in frame order; raises VmatteError when there are none."""
     path = Path(path)

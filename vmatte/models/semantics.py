@@ -55,4 +55,4 @@ def tfjs_semantics(mean: tuple[float, float, float], inv_std: tuple[float, float
 # TF.js semantics is asked for with weights that do not carry their own.
 TFJS = tfjs_semantics((0.48500001, 0.45587844, 0.40599999), (4.36681223, 4.46428537, 4.44440842))
 
-BY_NAME = {"torch": TORCH, "tfjs": TFJS}
+BY_NAME = {"torch": TORCH, "tfjs": TFJS}  # keys: settings.SEMANTICS_NAMES
