@@ -6,7 +6,6 @@ sequences are written frame by frame (each file atomically) into the work folder
 """
 
 import os
-import shutil
 from pathlib import Path
 
 from .errors import VmatteError
@@ -14,7 +13,7 @@ from .io import FrameWriter, VideoInfo, open_writer
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
 from .io.writer import PngSequenceWriter, is_single_png, png_pattern, writer_class
-from .resume import work_dir_for
+from .resume import clear_work_dir, remove_work_dir, work_dir_for
 
 
 def existing_output(path: str) -> bool:
@@ -96,5 +95,8 @@ class OutputTrack:
             if (found := name.match(old.name)) and int(found.group(1)) not in numbers:
                 old.unlink()
 
+    def clear_work_dir(self) -> None:
+        clear_work_dir(self.work_dir)
+
     def remove_work_dir(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        remove_work_dir(self.work_dir)

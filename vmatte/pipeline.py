@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import VmatteError
+from .errors import VmatteError, disk_full_cause
 from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.sequence import is_sequence, sequence_files
-from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
+from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, partial_path, png_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (
     CHECKPOINT,
@@ -30,6 +30,7 @@ from .resume import (
     CorruptCheckpoint,
     fingerprint_differences,
     load_checkpoint,
+    locked_work_dirs,
     save_checkpoint,
     work_dir_for,
 )
@@ -177,7 +178,7 @@ def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice)
                 "run with the same settings to resume, or add --fresh to start over")
         return checkpoint
     for track in tracks:
-        track.remove_work_dir()
+        track.clear_work_dir()
     return None
 
 
@@ -203,108 +204,126 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
                           premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
-    checkpoint = _resume_point(tracks, current, settings.fresh, notice)
-    temporal = settings.temporal.for_source(info.is_image_sequence)
-    stream = MattingStream(engine, ratio, temporal, settings.chunk,
-                           need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
-                           boundary_every=segment_frames)
-    start_frame = checkpoint.next_frame if checkpoint else 0
-    if checkpoint:
-        if checkpoint.stream:
-            stream.restore(checkpoint.next_frame, checkpoint.stream)
-        else:  # empty once every frame is in segments: only the final step is left
-            stream.next_frame = checkpoint.next_frame
-        notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
-    segments_done = checkpoint.segments if checkpoint else 0
-    for track in tracks:
-        track.discard_segments_from(segments_done)
+    with locked_work_dirs({track.work_dir: track.path for track in tracks}):
+        checkpoint = _resume_point(tracks, current, settings.fresh, notice)
+        temporal = settings.temporal.for_source(info.is_image_sequence)
+        stream = MattingStream(engine, ratio, temporal, settings.chunk,
+                               need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
+                               boundary_every=segment_frames)
+        start_frame = checkpoint.next_frame if checkpoint else 0
+        if checkpoint:
+            if checkpoint.stream:
+                stream.restore(checkpoint.next_frame, checkpoint.stream)
+            else:  # empty once every frame is in segments: only the final step is left
+                stream.next_frame = checkpoint.next_frame
+            notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
+        segments_done = checkpoint.segments if checkpoint else 0
+        for track in tracks:
+            track.discard_segments_from(segments_done)
 
-    background = open_background(settings.background, info.width, info.height) if "comp" in settings.outputs else None
-    audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
-    stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
-    matted: queue.Queue = queue.Queue(QUEUE_CHUNKS)
-    # Kept by the writer stage: finished segments, frames in them, frames written so far.
-    progress = {"segments": segments_done, "written": checkpoint.written if checkpoint else 0}
-    progress["in_segments"] = progress["written"]
+        background = (open_background(settings.background, info.width, info.height)
+                      if "comp" in settings.outputs else None)
+        audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
+        stop = threading.Event()
+        decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+        matted: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+        # Kept by the writer stage: finished segments, frames in them, frames written so far.
+        progress = {"segments": segments_done, "written": checkpoint.written if checkpoint else 0}
+        progress["in_segments"] = progress["written"]
 
-    def decode() -> None:
-        for chunk in _chunks(source.frames(start_frame), settings.chunk):
-            _put(decoded, chunk, stop)
-        _put(decoded, None, stop)
+        def decode() -> None:
+            for chunk in _chunks(source.frames(start_frame), settings.chunk):
+                _put(decoded, chunk, stop)
+            _put(decoded, None, stop)
 
-    def write() -> None:
-        writers: dict = {}
-        try:
-            while (items := _get(matted, stop)) is not None:
-                for item in items:
-                    if isinstance(item, Boundary):
-                        _finish_segment(writers, item)
-                        continue
-                    if not writers:
-                        writers.update({t.kind: t.open_segment(progress["segments"], item.index) for t in tracks})
-                    _write_frame(writers, item, background)
-                    progress["written"] = item.index + 1
-            _finish_segment(writers, None)
-        finally:
+        def write() -> None:
+            writers: dict = {}
+            try:
+                while (items := _get(matted, stop)) is not None:
+                    for item in items:
+                        if isinstance(item, Boundary):
+                            _finish_segment(writers, item)
+                            continue
+                        if not writers:
+                            writers.update({t.kind: t.open_segment(progress["segments"], item.index) for t in tracks})
+                        _write_frame(writers, item, background)
+                        progress["written"] = item.index + 1
+                _finish_segment(writers, None)
+            finally:
+                for writer in writers.values():
+                    writer.abort()
+
+        def _finish_segment(writers: dict, boundary: Boundary | None) -> None:
+            """Closes the segment in every output, then records it in a checkpoint (the order matters for a crash)."""
             for writer in writers.values():
-                writer.abort()
+                writer.close()
+            if writers:
+                progress["segments"] += 1
+                progress["in_segments"] = progress["written"]
+            writers.clear()
+            # At the end (no boundary) everything is in segments: a kill from then on only repeats the final step.
+            next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (info.frame_count, {})
+            save_checkpoint(tracks[0].work_dir,
+                            Checkpoint(current, next_frame, progress["written"], progress["segments"], saved))
 
-    def _finish_segment(writers: dict, boundary: Boundary | None) -> None:
-        """Closes the segment in every output, then records it in a checkpoint (the order matters for a crash)."""
-        for writer in writers.values():
-            writer.close()
-        if writers:
-            progress["segments"] += 1
-            progress["in_segments"] = progress["written"]
-        writers.clear()
-        # At the end (no boundary) everything is in segments: a kill from then on only repeats the final step.
-        next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (info.frame_count, {})
-        save_checkpoint(tracks[0].work_dir, Checkpoint(current, next_frame, progress["written"], progress["segments"],
-                                                       saved))
-
-    stages = [_Stage("decode", decode), _Stage("write", write)]
-    start = time.perf_counter()
-    try:
-        for stage in stages:
-            stage.start()
-        while (frames := _get(decoded, stop, stages)) is not None:
-            _put(matted, stream.push(frames), stop)
+        stages = [_Stage("decode", decode), _Stage("write", write)]
+        start = time.perf_counter()
+        try:
+            for stage in stages:
+                stage.start()
+            while (frames := _get(decoded, stop, stages)) is not None:
+                _put(matted, stream.push(frames), stop)
+                if on_progress:
+                    on_progress(stream.next_frame, info.frame_count)
+            _put(matted, stream.finish(), stop)
             if on_progress:
                 on_progress(stream.next_frame, info.frame_count)
-        _put(matted, stream.finish(), stop)
-        if on_progress:
-            on_progress(stream.next_frame, info.frame_count)
-        _put(matted, None, stop)
-        while stages[1].is_alive():
-            stages[1].join(0.1)
+            _put(matted, None, stop)
+            while stages[1].is_alive():
+                stages[1].join(0.1)
+                _check(stages)
             _check(stages)
-        _check(stages)
-        if progress["in_segments"] == 0:
-            raise VmatteError(f"{settings.input}: no frames could be decoded")
+            if progress["in_segments"] == 0:
+                raise VmatteError(f"{settings.input}: no frames could be decoded")
+            for track in tracks:
+                track.finalize(progress["segments"], progress["in_segments"], audio_from)
+        except KeyboardInterrupt:
+            stop.set()
+            _join(stages)
+            raise Interrupted(f"interrupted at frame {progress['in_segments']} of {info.frame_count} (progress saved); "
+                              "run the same command again to resume, or add --fresh to start over") from None
+        except Exception as exc:
+            if (full := disk_full_cause(exc)) is None:
+                raise
+            raise VmatteError(f"{_output_of(full.filename, tracks)}: no space left to write it ({full.strerror}) "
+                              f"after frame {progress['in_segments']} of {info.frame_count}; progress is saved: free "
+                              "some space and run the same command again to resume") from None
+        finally:
+            stop.set()
+            _join(stages)
+            source.close()
+            if background is not None:
+                background.close()
         for track in tracks:
-            track.finalize(progress["segments"], progress["in_segments"], audio_from)
-    except KeyboardInterrupt:
-        stop.set()
-        _join(stages)
-        raise Interrupted(f"interrupted at frame {progress['in_segments']} of {info.frame_count} (progress saved); "
-                          "run the same command again to resume, or add --fresh to start over") from None
-    finally:
-        stop.set()
-        _join(stages)
-        source.close()
-        if background is not None:
-            background.close()
+            track.remove_work_dir()
+        result = JobResult(progress["in_segments"], time.perf_counter() - start, dict(settings.outputs),
+                           checkpoint.written if checkpoint else 0, source.repeated_frames)
+        if result.repeated_frames:
+            result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
+        if info.undecodable_leading_frames:
+            result.notes.append(f"{info.undecodable_leading_frames} picture(s) before the first keyframe cannot be "
+                                "decoded (the stream starts mid-GOP) and were left out, as players do")
+        return result
+
+
+def _output_of(filename: str | bytes | None, tracks: list[OutputTrack]) -> str:
+    """The output a file being written belongs to (its work folder's, or the output itself)."""
+    path = Path(os.fsdecode(filename)).absolute() if filename else None
     for track in tracks:
-        track.remove_work_dir()
-    result = JobResult(progress["in_segments"], time.perf_counter() - start, dict(settings.outputs),
-                       checkpoint.written if checkpoint else 0, source.repeated_frames)
-    if result.repeated_frames:
-        result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
-    if info.undecodable_leading_frames:
-        result.notes.append(f"{info.undecodable_leading_frames} picture(s) before the first keyframe cannot be "
-                            "decoded (the stream starts mid-GOP) and were left out, as players do")
-    return result
+        if path is not None and (path == partial_path(Path(track.path)).absolute()
+                                 or track.work_dir.absolute() in path.parents):
+            return track.path
+    return ", ".join(track.path for track in tracks)
 
 
 def _join(stages: list[_Stage]) -> None:

@@ -5,12 +5,19 @@ frame reached, the recurrent state, any smoothing buffer, and a fingerprint of e
 result; a run resumes only when its fingerprint is the same, so results of two settings never mix.
 Checkpoints are written atomically (temporary file, fsync, rename): a kill at any instant leaves either the
 old or the new one.
+
+A run holds a lock (``flock``) on a file in each of its work folders for as long as it runs, so a second run
+writing the same output is refused instead of mixing its segments in. The kernel drops the lock when the
+process ends, however it ends: a crashed run never blocks the next one.
 """
 
+import fcntl
 import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +26,7 @@ import torch
 from .errors import VmatteError
 
 CHECKPOINT = "checkpoint.pt"
+LOCK = "lock"
 FORMAT_VERSION = 1
 
 
@@ -97,3 +105,51 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
 
 def remove_work_dir(work_dir: Path) -> None:
     shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def clear_work_dir(work_dir: Path) -> None:
+    """Everything in the work folder but its lock, which the running job holds."""
+    if work_dir.is_dir():
+        for entry in work_dir.iterdir():
+            if entry.name != LOCK:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+@contextmanager
+def locked_work_dirs(outputs: dict[Path, str]) -> Iterator[None]:
+    """Holds the lock of each work folder (work folder -> its output, for the message) while the block runs.
+    A work folder left holding only its lock (the job failed before writing anything) is removed after."""
+    with ExitStack() as held:
+        for work_dir, output in outputs.items():
+            held.enter_context(_locked(work_dir, output))
+        yield
+
+
+@contextmanager
+def _locked(work_dir: Path, output: str) -> Iterator[None]:
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VmatteError(f"{output}: cannot create the work folder {work_dir} ({exc.strerror})") from None
+    path = work_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VmatteError(f"{output}: another vmatte run is writing it right now (it holds {path}); wait for "
+                              "it to finish, or stop it first") from None
+        try:  # the run that held it may have finished and removed its work folder since we opened the file
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        if work_dir.is_dir() and [entry.name for entry in work_dir.iterdir()] == [LOCK]:
+            remove_work_dir(work_dir)
+        os.close(fd)
