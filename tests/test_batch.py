@@ -113,11 +113,14 @@ def test_batch_writes_good_clips_reports_the_corrupt_one_and_skips_other_files(f
     assert any("using rvm-mobilenetv3-int8" in n for n in notices)  # the model is loaded (and told of) once
     assert len(notices) == 1
 
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=80)  # a plain terminal
     console.print(render_report(report))
     text = console.export_text()
     assert "2 done, 1 failed, 1 not a video" in text
-    assert "corrupt frame at index 30" in text and "day2/clip_bedroom.mp4" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    table, details = text.split("\n└", 1)[0], text.split("┘\n", 1)[1]
+    assert "day2/clip_bedroom.mp4" in table and "corrupt frame" not in table  # one row per clip
+    assert "".join(f"broken.mp4: {broken.message}".split()) in "".join(details.split()), details  # all of it
 
 
 def test_second_run_skips_finished_clips_quickly(first_run, footage):

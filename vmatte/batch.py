@@ -25,15 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Group
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
+from rich.text import Text
 
 from .errors import VmatteError
 from .inference import MattingEngine
 from .io.sequence import is_pattern
 from .outputs import existing_output
-from .pipeline import Interrupted, JobSettings, load_engine, run_job
+from .pipeline import FrameRate, Interrupted, JobSettings, load_engine, run_job
 from .presets import job_settings, render_outputs
 from .resume import work_dir_for
 
@@ -199,13 +201,13 @@ def _without_outputs(clips: list[_Clip], others: list[Path]) -> tuple[list[_Clip
 def _run_clip(clip: _Clip, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
               stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
     task: TaskID | None = progress.add_task(clip.name, total=None, fps=0.0) if progress else None
-    start = time.perf_counter()
+    rate = FrameRate()
 
     def on_progress(done: int, total: int) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # the batch is being interrupted: stop this clip too
         if progress:
-            progress.update(task, completed=done, total=total, fps=done / (time.perf_counter() - start))
+            progress.update(task, completed=done, total=total, fps=rate(done))
 
     try:
         settings = job_settings(clip.input, clip.to_write, options)
@@ -221,19 +223,20 @@ def _run_clip(clip: _Clip, engine: MattingEngine, options: Mapping[str, object],
     return ClipResult(clip.input, clip.name, DONE, clip.outputs, job.frames, job.seconds, job.fps, "; ".join(notes))
 
 
-def render_report(report: BatchReport) -> Table:
-    """One row per clip: status, frames, speed, time, and its outputs or what went wrong."""
+def render_report(report: BatchReport) -> Group:
+    """A table that fits an 80-column terminal (one row per clip: status, frames, speed, time), then what went
+    wrong with each failed clip, and the notes of finished ones, as lines of their own below it: error
+    messages name paths and are long, and squeezed into a table column they broke into a dozen short lines."""
     styles = {DONE: "green", SKIPPED: "dim", FAILED: "bold red", NOT_VIDEO: "yellow"}
     counts = ", ".join(f"{len(report.with_status(s))} {s}" for s in styles if report.with_status(s))
     table = Table(title=f"{counts} in {report.seconds:.1f} s", title_justify="left")
     for column, justify in (("clip", "left"), ("status", "left"), ("frames", "right"), ("fps", "right"),
-                            ("time", "right"), ("outputs / message", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+                            ("time", "right")):
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "clip")
     for clip in report.clips:
         ran = clip.status == DONE
-        detail = "\n".join(clip.outputs.values()) if ran else clip.message
-        if ran and clip.message:
-            detail += f"\nnote: {clip.message}"
         table.add_row(escape(clip.name), f"[{styles[clip.status]}]{clip.status}[/]", str(clip.frames) if ran else "",
-                      f"{clip.fps:.1f}" if ran else "", f"{clip.seconds:.1f} s" if ran else "", escape(detail))
-    return table
+                      f"{clip.fps:.1f}" if ran else "", f"{clip.seconds:.1f} s" if ran else "")
+    details = [Text.assemble((f"{clip.name}: ", styles[clip.status]), clip.message)
+               for clip in report.clips if clip.message and clip.status in (FAILED, DONE)]
+    return Group(table, *details)

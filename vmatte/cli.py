@@ -1,5 +1,6 @@
 """The ``vmatte`` command line: parses options and calls the library; nothing else lives here."""
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,8 @@ def say(message: str, prefix: str = "") -> None:
 
 @contextmanager
 def user_errors():
-    """A VmatteError or Ctrl-C becomes one clear line and a non-zero exit, never a traceback."""
+    """A VmatteError or Ctrl-C becomes one clear line and a non-zero exit, never a traceback; so does anything
+    unforeseen (a bug), unless VMATTE_DEBUG is set, for the traceback a bug report needs."""
     try:
         yield
     except VmatteError as exc:
@@ -45,6 +47,12 @@ def user_errors():
     except KeyboardInterrupt:
         say("nothing finished was written", "[yellow]interrupted:[/] ")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("VMATTE_DEBUG"):
+            raise
+        say(f"unexpected {type(exc).__name__}: {exc} (a bug in vmatte: please report it with the output of the "
+            "same command run with VMATTE_DEBUG=1)", "[bold red]error:[/] ")
+        raise typer.Exit(2) from None
 
 
 def make_progress(quiet: bool) -> Progress:
@@ -162,7 +170,7 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
 
 
 def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
-    from .pipeline import check_outputs, run_job
+    from .pipeline import FrameRate, check_outputs, run_job
     from .presets import job_settings
 
     settings = job_settings(input, outputs, options)
@@ -173,13 +181,13 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
             typer.echo(f"  {kind}: {path}")
         return
     with make_progress(quiet) as progress:
-        tasks = []  # the bar appears with the first frames, so an early error stands alone
+        tasks = []  # the bar appears when the frames start flowing, so an early error stands alone
+        rate = FrameRate()
 
         def on_progress(done: int, total: int) -> None:
             if not tasks:
                 tasks.append(progress.add_task(input.name, total=total, fps=0.0))
-            elapsed = progress.tasks[0].elapsed or 0
-            progress.update(tasks[0], completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+            progress.update(tasks[0], completed=done, total=total, fps=rate(done))
 
         result = run_job(settings, on_progress=on_progress, notice=say)
     for note in result.notes:

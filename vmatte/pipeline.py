@@ -186,7 +186,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             on_progress: Callable[[int, int], None] | None = None, notice: Callable[[str], None] = print) -> JobResult:
     """Mattes one input into the requested outputs, resuming saved progress when there is some.
 
-    ``on_progress(done, total)`` is called after each chunk.
+    ``on_progress(done, total)`` is called when the frames start flowing (``done`` is where a resumed run
+    starts), after each chunk, and at the end.
     """
     # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
@@ -268,6 +269,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
         stages = [_Stage("decode", decode), _Stage("write", write)]
         start = time.perf_counter()
+        if on_progress:
+            on_progress(stream.next_frame, info.frame_count)
         try:
             for stage in stages:
                 stage.start()
@@ -324,6 +327,21 @@ def _output_of(filename: str | bytes | None, tracks: list[OutputTrack]) -> str:
                                  or track.work_dir.absolute() in path.parents):
             return track.path
     return ", ".join(track.path for track in tracks)
+
+
+class FrameRate:
+    """Frames per second since the first reading: the frames a run did itself (a resumed one only the rest),
+    over the time since its frames started flowing (model loading and probing left out)."""
+
+    def __init__(self) -> None:
+        self._first: tuple[int, float] | None = None
+
+    def __call__(self, done: int) -> float:
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (done, now)
+        frames, seconds = done - self._first[0], now - self._first[1]
+        return frames / seconds if seconds > 0 else 0.0
 
 
 def _join(stages: list[_Stage]) -> None:
