@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from fractions import Fraction
 
 import cv2
@@ -97,8 +98,12 @@ def golden_frames(golden_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("semantics", ["tfjs", "torch"])
 @pytest.mark.parametrize("case", GOLDEN_CASES)
-def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frames, tmp_path, case, semantics):
+@pytest.mark.parametrize("form", ["folder", "pattern"])
+def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frames, tmp_path, case, semantics, form):
+    """The frames given as a folder or as a frame pattern (frames/%06d.png) are the same input."""
     frames, ratio = golden_frames[case]
+    if form == "pattern":
+        frames = frames / "%06d.png"
     golden = golden_dir / (f"{case}.npz" if semantics == "tfjs" else f"torch_semantics/{case}.npz")
     expected = np.load(golden, allow_pickle=False)["pha"][:8, ..., 0]
     out = tmp_path / "alpha"
@@ -197,6 +202,44 @@ def test_help_shows_examples(args):
     text = result.stdout
     assert "Examples" in text, f"no examples in 'vmatte {' '.join(args)}':\n{text}"
     assert "vmatte clip.mp4 --out alpha.mov" in text
+
+
+LOADS_NO_TORCH = """
+import sys
+from vmatte.cli import main
+assert "torch" not in sys.modules, "importing vmatte.cli imported torch"
+for argv in (["--version"], ["--help"], ["presets"], ["models"], ["info", sys.argv[1]]):
+    sys.argv = ["vmatte", *argv]
+    try:
+        main()
+    except SystemExit as exit:
+        assert exit.code in (None, 0), (argv, exit.code)
+    assert "torch" not in sys.modules, f"'vmatte {' '.join(argv)}' imported torch"
+"""
+
+
+def test_commands_that_load_no_model_do_not_import_torch(samples_dir):
+    """Importing torch takes seconds: --version, --help, presets, models and info start at once."""
+    result = subprocess.run([sys.executable, "-c", LOADS_NO_TORCH, str(samples_dir / SMALL)], capture_output=True,
+                            text=True, timeout=120, env=media.env_for_cli())
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unforeseen_error_is_one_line_unless_debugging(monkeypatch):
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("vmatte.presets.list_presets", broken)
+    result = vmatte("presets")
+    assert_cli_failure(result, "unexpected RuntimeError: boom", "VMATTE_DEBUG=1")
+    monkeypatch.setenv("VMATTE_DEBUG", "1")
+    assert isinstance(vmatte("presets").exception, RuntimeError)
+
+
+def test_info_of_a_frame_pattern(golden_frames):
+    frames, _ = golden_frames["bedroom_256x144_r1.0"]
+    fields = info_of(frames / "%06d.png")
+    assert fields["frames"] == "8 (numbered 0-7)" and fields["size"].startswith("256x144")
 
 
 def info_fields(text: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from vmatte.errors import VmatteError
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
 from vmatte.io.probe import scan
-from vmatte.pipeline import JobSettings, run_job
+from vmatte.pipeline import FrameRate, JobSettings, run_job
 from vmatte.temporal import TemporalOptions
 
 CORRUPT = "robustness_videos/decord_corrupted.mp4"
@@ -395,3 +395,18 @@ def test_stream_cut_mid_gop(samples_dir, engine, tmp_path):
                      engine=engine, notice=lambda m: None)
     assert media.read_track(out).times == decoded
     assert any("before the first keyframe" in note for note in result.notes), result.notes
+
+
+def test_progress_starts_when_the_frames_flow_and_rates_count_from_there(samples_dir, engine, tmp_path, monkeypatch):
+    """A 3-frame input once showed "707.8 fps": the rate counted from the first finished chunk. The first call
+    now comes as the frames start (0 done), and FrameRate counts frames over the time since then."""
+    calls = []
+    clip = samples_dir / "robustness_videos/decord_rot0.mov"
+    run_job(JobSettings(input=clip, outputs={"alpha": f"{tmp_path}/a/"},
+                        downsample_ratio=0.25), engine=engine, on_progress=lambda done, total: calls.append(done),
+            notice=lambda m: None)
+    assert calls[0] == 0 and calls[-1] == 3
+    clock = iter([100.0, 100.5, 101.0])
+    monkeypatch.setattr("vmatte.pipeline.time.perf_counter", lambda: next(clock))
+    rate = FrameRate()
+    assert (rate(0), rate(4), rate(8)) == (0.0, 8.0, 8.0)

@@ -220,3 +220,25 @@ def test_work_folder_names():
     assert work_dir_for("clips/alpha.mov") == Path("clips/.alpha.mov.vmatte")
     assert work_dir_for("plates/matte/") == Path("plates/.matte.vmatte")
     assert work_dir_for("plates/matte/%06d.png") == Path("plates/.matte.vmatte")
+
+
+def test_a_frame_pattern_input_resumes_exactly(tmp_path, long_clip):
+    """``plates/shot_%04d.png`` resumes like a folder does (its images are the fingerprinted input)."""
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    with av.open(str(long_clip)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index == 80:
+                break
+            av.VideoFrame.from_ndarray(frame.reformat(width=160, height=96).to_ndarray(format="rgb24"),
+                                       format="rgb24").save(str(plates / f"shot_{1001 + index:04d}.png"))
+    args = [str(plates / "shot_%04d.png"), "--out", "alpha/matte.%04d.png", "--fgr", "fgr.mov", "-q"]
+    for folder in ("reference", "resumed"):
+        (tmp_path / folder).mkdir()
+    assert run_to_end(args, tmp_path / "reference").returncode == 0
+    kill_at_random_frame(args, tmp_path / "resumed", work_dir_for(tmp_path / "resumed" / "fgr.mov"), random.Random(3))
+    finished = run_to_end(args, tmp_path / "resumed")
+    assert finished.returncode == 0, finished.stderr
+    assert "resuming shot_%04d.png from frame" in finished.stderr
+    assert_same_outputs(tmp_path / "reference", tmp_path / "resumed", ["alpha", "fgr.mov"])
+    assert sorted(p.name for p in (tmp_path / "resumed" / "alpha").iterdir())[0] == "matte.1001.png"

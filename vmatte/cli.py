@@ -331,13 +331,15 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """Pull people off their background in ordinary video: alpha mattes, foregrounds, composites."""
 
 
-def main() -> None:
-    """Entry point: ``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    argv = sys.argv[1:]
+def with_command(argv: list[str]) -> list[str]:
+    """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
     commands = {"run", "info", "models", "presets", "eval"}
-    if argv and argv[0] not in commands and not argv[0].startswith("-"):
-        argv = ["run", *argv]
-    app(args=argv, prog_name="vmatte")
+    return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
+
+
+def main() -> None:
+    """Entry point."""
+    app(args=with_command(sys.argv[1:]), prog_name="vmatte")
 
 
 if __name__ == "__main__":
