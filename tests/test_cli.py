@@ -135,6 +135,20 @@ def test_png_output_keeps_the_source_frame_numbers(samples_dir, tmp_path):
     assert media.visible_entries(out) == ["matte.1001.png", "matte.1002.png", "matte.1004.png"]
 
 
+@pytest.mark.parametrize("form", ["folder", "pattern"])
+def test_an_image_sequence_with_a_preset_and_out_dir_is_one_clip(golden_frames, tmp_path, form):
+    """Named by the preset's templates like a video (the folder's name, or the pattern's name before the number),
+    not taken for a batch of videos."""
+    frames, ratio = golden_frames["webcamface_320x214_r0.375"]
+    named = tmp_path / "shot_a"
+    named.symlink_to(frames)
+    source = named if form == "folder" else named / "%06d.png"
+    result = vmatte("run", source, "--preset", "png16", "--out-dir", tmp_path / "out", "-r", ratio, "-q")
+    assert result.exit_code == 0, result.output
+    assert media.visible_entries(tmp_path / "out") == ["shot_a.alpha"]  # "%06d.png" names no shot: its folder does
+    assert len(media.png_files(tmp_path / "out" / "shot_a.alpha")) == 8
+
+
 def test_fps_sets_an_image_sequence_rate(golden_frames, tmp_path):
     """Plates are often 23.976: --fps 23.976 writes exactly 24000/1001 (frame k at k * 1001/24000 s)."""
     frames, ratio = golden_frames["webcamface_320x214_r0.375"]

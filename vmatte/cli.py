@@ -116,7 +116,7 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
-    from .io.sequence import is_sequence
+    from .io.sequence import folder_images, is_sequence
     from .models.weights import DEFAULT_MODEL
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
 
@@ -141,7 +141,9 @@ def run_command(
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
-        if input.is_dir() and (out_dir is not None or find_videos(input)[0]):
+        # A folder of videos is a batch; a folder of images is one clip (named by --out-dir and templates too).
+        if input.is_dir() and (find_videos(input, recursive, glob)[0] or (out_dir is not None and
+                                                                          not folder_images(input))):
             if explicit:
                 raise VmatteError("a folder of videos takes --preset/--out-template and --out-dir, not --out, "
                                   "--fgr or --comp (each clip needs its own names)")

@@ -27,7 +27,13 @@ def sequence_name(path: str | Path) -> str:
     if not is_pattern(path):
         return path.name
     head = path.name[: _PRINTF_NUMBER.search(path.name).start()].rstrip("._- ")
-    return head or path.resolve().parent.name
+    return head or path.absolute().parent.name
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The images directly in a folder, in frame order (natural order of their names)."""
+    return sorted((child for child in folder.iterdir() if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file()),
+                  key=_natural_key)
 
 
 def sequence_files(path: str | Path) -> list[Path]:
@@ -36,10 +42,7 @@ def sequence_files(path: str | Path) -> list[Path]:
     if is_pattern(path):
         files = _pattern_files(path)
     elif path.is_dir():
-        files = sorted(
-            (child for child in path.iterdir() if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file()),
-            key=_natural_key,
-        )
+        files = folder_images(path)
     else:
         raise VmatteError(f"{path}: not a folder of images or a frame pattern like frames/%06d.png")
     if not files:
