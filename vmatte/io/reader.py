@@ -2,7 +2,9 @@
 
 Frames are matched to the timeline that probing found (every frame's pts), not counted as they come out
 of the decoder, so a picture the decoder fails to produce is noticed, named by index and time, and either
-reported or stood in for -- never dropped.
+reported or stood in for -- never dropped. Where probing had to build the timeline by decoding (packet
+timestamps that cannot be trusted, see vmatte.io.probe), frame i is the decoder's i-th picture, and reading from
+a later frame decodes from the start (pictures before it are decoded, not converted).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from vmatte.errors import VmatteError
 from vmatte.io.colour import LUMA_WEIGHTS, frame_to_rgb, is_yuv
-from vmatte.io.probe import Timeline, VideoInfo, scan
+from vmatte.io.probe import Timeline, VideoInfo, decoded_pictures, scan
 
 log = logging.getLogger(__name__)
 
@@ -105,26 +107,17 @@ class VideoFileSource(FrameSource):
         if seek_pts is not None:
             container.seek(seek_pts, stream=stream, backward=True)
         index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
-        error = ""
-        for packet in container.demux(stream):
-            try:
-                frames = stream.decode(packet)
-            except av.FFmpegError as failure:
-                # With frame threading the error surfaces a few packets late, so it is not tied to a frame
-                # here: the picture it cost shows up as a gap in the timestamps and gets this reason.
-                error = f"decoding failed ({failure.strerror})"
-                continue
-            for frame in frames:
-                index = index_of.get(frame.pts)
-                if index is None:
-                    raise VmatteError(
-                        f"{self.info.path}: the decoder produced a frame at pts {frame.pts} that demuxing did not "
-                        "predict; the stream's timestamps are inconsistent"
-                    )
-                if frame.is_corrupt:
-                    yield index, None, "the decoder flagged the picture as damaged (error concealment)"
-                else:
-                    yield index, frame, error
+        for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
+            index = position if self._timeline.by_count else index_of.get(frame.pts)
+            if index is None or index >= self.info.frame_count:
+                raise VmatteError(
+                    f"{self.info.path}: the decoder produced a picture (number {position}, pts {frame.pts}) that "
+                    "probing did not predict; the stream's timestamps are inconsistent"
+                )
+            if frame.is_corrupt:
+                yield index, None, "the decoder flagged the picture as damaged (error concealment)"
+            else:
+                yield index, frame, error
 
     def _matched(
         self, decoded: Iterator[tuple[int, av.VideoFrame | None, str]], start: int
