@@ -8,7 +8,7 @@ frame's duration). The frame timeline (every frame's time, in display order) is 
   presentation timestamp (MP4, MOV, Matroska, WebM, MPEG-TS/PS), the decoder hands out one picture per shown
   packet, stamped with that packet's pts: the sorted packet pts are the frames' times.
 * From a full decode, only where the packet timestamps cannot be trusted: some packet has no pts (raw
-  .h264/.m4v elementary streams, a recording whose first packets carry none), two packets share one, or an AVI
+  .h264/.hevc elementary streams), two packets share one or the dts go back (joined MPEG streams), or an AVI
   reorders frames (AVI stores decode-order times only, so its pts are the demuxer's guesses; DivX/Xvid "packed"
   B-frames even hide two pictures in one packet and follow them with an empty placeholder). The frames are then
   the pictures the decoder outputs, in that order -- the count FFmpeg's own tools give -- timed as FFmpeg's
@@ -78,7 +78,8 @@ class VideoInfo:
     is_image_sequence: bool = False
     frame_numbers: tuple[int, ...] = ()  # image sequences: the number in each file's name, where all have one
     undecodable_leading_frames: int = 0  # pictures before the first decodable one (a stream cut mid-GOP): left out
-    field_order: str = "progressive"  # interlaced pictures: 'top first', 'bottom first' or 'unknown'
+    # Interlaced pictures (matted as frames): 'top field first', 'bottom field first' or 'field order unknown'.
+    field_order: str = "progressive"
 
     @property
     def interlaced(self) -> bool:
@@ -98,7 +99,9 @@ class Timeline:
     """What a reader needs beyond VideoInfo: every frame's pts in display order, and where to seek."""
 
     pts: tuple[int, ...]
-    keyframe_pts: tuple[int, ...]  # sorted; empty where frames are matched by count (a reader decodes from the start)
+    # (pts, timestamp to seek to) of each keyframe, by pts; the seek timestamp is its dts where known, as MPEG
+    # program/transport streams seek by dts. Empty where frames are matched by count (readers decode from the start).
+    keyframes: tuple[tuple[int, int], ...]
     orientation: Orientation = UPRIGHT
     stream_index: int = 0
     files: tuple[Path, ...] = ()  # image sequences only
@@ -176,7 +179,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed, field_order = _first_frame(path, stream_index, codec)
     if by_count:
-        pts, keyframe_pts, leading = _decoder_times(path, stream_index, time_base, guessed_rate or average_rate), (), 0
+        pts, keyframes, leading = _decoder_times(path, stream_index, time_base, guessed_rate or average_rate), (), 0
         if not pts:
             raise VmatteError(f"{path}: no video frame could be decoded")
     else:
@@ -185,7 +188,8 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         # not in the file: decoders output nothing for them, so they are not frames of the clip.
         leading = bisect_left(pts, frame.pts) if frame.pts is not None else 0
         pts = pts[leading:]
-        keyframe_pts = tuple(sorted(packet.pts for packet in packets if packet.is_keyframe and packet.pts >= pts[0]))
+        keyframes = tuple(sorted((packet.pts, packet.pts if packet.dts is None else min(packet.pts, packet.dts))
+                                 for packet in packets if packet.is_keyframe and packet.pts >= pts[0]))
     orientation = orientation_of(frame)
     width, height = orientation.display_size(frame.width, frame.height)
     try:
@@ -215,7 +219,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         undecodable_leading_frames=leading,
         field_order=field_order,
     )
-    return info, Timeline(pts=pts, keyframe_pts=keyframe_pts, orientation=orientation, stream_index=stream_index,
+    return info, Timeline(pts=pts, keyframes=keyframes, orientation=orientation, stream_index=stream_index,
                           by_count=by_count)
 
 
@@ -271,6 +275,10 @@ def _packet_times_trusted(format_name: str, packets: list[_Packet]) -> bool:
     """Whether each shown packet's pts is the time of one picture the decoder outputs (see the module docstring)."""
     pts = [packet.pts for packet in packets]
     if None in pts or len(set(pts)) != len(pts):
+        return False
+    # Decode order going back in time: a timestamp discontinuity (concatenated MPEG streams, a restarted encoder).
+    dts = [packet.dts for packet in packets if packet.dts is not None]
+    if any(later < earlier for earlier, later in zip(dts, dts[1:])):
         return False
     # AVI has decode-order times only; its pts are trustworthy where frames are not reordered (pts == dts).
     return "avi" not in format_name.split(",") or all(packet.pts == packet.dts for packet in packets)
@@ -346,7 +354,7 @@ def _audio_info(stream: av.AudioStream, end: int) -> AudioInfo:
 
 
 # AVFieldOrder codes of interlaced video -> the field displayed first (TT, BB, TB: top coded first, BT).
-FIELD_ORDERS = {2: "top first", 3: "bottom first", 4: "bottom first", 5: "top first"}
+FIELD_ORDERS = {2: "top field first", 3: "bottom field first", 4: "bottom field first", 5: "top field first"}
 
 
 def _first_frame(path: Path, stream_index: int, codec: str) -> tuple[av.VideoFrame, Colour, bool, str]:
@@ -357,7 +365,7 @@ def _first_frame(path: Path, stream_index: int, codec: str) -> tuple[av.VideoFra
             try:
                 for frame in stream.decode(packet):
                     context = stream.codec_context
-                    field_order = FIELD_ORDERS.get(context.field_order, "unknown")
+                    field_order = FIELD_ORDERS.get(context.field_order, "field order unknown")
                     if not frame.interlaced_frame and context.field_order not in FIELD_ORDERS:
                         field_order = "progressive"
                     return frame, *describe_colour(frame, context, codec), field_order
@@ -421,4 +429,4 @@ def _scan_sequence(path: Path, frame_rate: Fraction) -> tuple[VideoInfo, Timelin
         is_image_sequence=True,
         frame_numbers=frame_numbers(files),
     )
-    return info, Timeline(pts=tuple(range(count)), keyframe_pts=tuple(range(count)), files=files)
+    return info, Timeline(pts=tuple(range(count)), keyframes=tuple((pts, pts) for pts in range(count)), files=files)

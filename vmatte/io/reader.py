@@ -83,29 +83,29 @@ class VideoFileSource(FrameSource):
         if start == self.info.frame_count:
             return
         target_pts = self._timeline.pts[start]
-        seek_pts = max((pts for pts in self._timeline.keyframe_pts if pts <= target_pts), default=None)
-        if seek_pts is not None and seek_pts > self.info.start_pts:
+        seek_to = max((seek for pts, seek in self._timeline.keyframes if pts <= target_pts), default=None)
+        if seek_to is not None and seek_to > self.info.start_pts:
             with av.open(self.info.path) as container:
-                decoded = self._decoded(container, seek_pts)
+                decoded = self._decoded(container, seek_to)
                 first = next(decoded, None)
-                if first is None or first[0] <= start:
+                if first is not None and first[0] <= start:
                     yield from self._matched(_chain(first, decoded), start)
                     return
                 decoded.close()
             # The demuxer landed after the wanted frame (its index disagrees with the packets' keyframe
-            # flags); decoding from the start is slower but always right.
-            log.info("%s: seeking overshot frame %d; decoding from the start", self.info.path, start)
+            # flags), or where nothing decodes; decoding from the start is slower but always right.
+            log.info("%s: seeking missed frame %d; decoding from the start", self.info.path, start)
         with av.open(self.info.path) as container:
             yield from self._matched(self._decoded(container, None), start)
 
     def _decoded(
-        self, container: av.container.InputContainer, seek_pts: int | None
+        self, container: av.container.InputContainer, seek_to: int | None
     ) -> Iterator[tuple[int, av.VideoFrame | None, str]]:
         """(timeline index, frame, reason) for each decoder output; frame is None for a damaged picture."""
         stream = container.streams[self._timeline.stream_index]
         stream.thread_type = "AUTO"
-        if seek_pts is not None:
-            container.seek(seek_pts, stream=stream, backward=True)
+        if seek_to is not None:
+            container.seek(seek_to, stream=stream, backward=True)
         index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
         for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
             index = position if self._timeline.by_count else index_of.get(frame.pts)
