@@ -370,3 +370,17 @@ def strip_leading_pts(source: str | Path, path: str | Path, count: int) -> int:
             stripped += 1
     Path(path).write_bytes(bytes(data))
     return stripped
+
+
+def drop_first_gop(source: str | Path, path: str | Path, container_format: str) -> None:
+    """Copy a clip from its second keyframe on, as a VOB cut at a VOBU boundary: its first GOP is open (its
+    leading B-pictures reference a picture that is not in the file)."""
+    with av.open(str(source)) as original, av.open(str(path), "w", format=container_format) as cut:
+        streams = {stream.index: cut.add_stream_from_template(stream) for stream in original.streams}
+        video = original.streams.video[0]
+        keyframes = 0
+        for packet in original.demux():
+            keyframes += packet.stream.index == video.index and packet.is_keyframe
+            if packet.size and packet.dts is not None and keyframes >= 2:
+                packet.stream = streams[packet.stream.index]
+                cut.mux(packet)

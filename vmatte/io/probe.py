@@ -174,7 +174,8 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         average_rate, guessed_rate = stream.average_rate, stream.guessed_rate
         sample_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         stream_index, time_base = stream.index, Fraction(stream.time_base)
-        by_count = not _packet_times_trusted(container.format.name, packets)
+        format_name = container.format.name
+        by_count = not _packet_times_trusted(format_name, packets)
     if not packets:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed, field_order = _first_frame(path, stream_index, codec)
@@ -190,6 +191,10 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         pts = pts[leading:]
         keyframes = tuple(sorted((packet.pts, packet.pts if packet.dts is None else min(packet.pts, packet.dts))
                                  for packet in packets if packet.is_keyframe and packet.pts >= pts[0]))
+        if format_name == "mpeg":
+            # MPEG program streams pack several pictures into one PES packet, and after a seek the demuxer pins
+            # the PES timestamp on another picture than a linear read does: readers decode these from the start.
+            keyframes = ()
     orientation = orientation_of(frame)
     width, height = orientation.display_size(frame.width, frame.height)
     try:

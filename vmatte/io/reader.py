@@ -85,15 +85,20 @@ class VideoFileSource(FrameSource):
         target_pts = self._timeline.pts[start]
         seek_to = max((seek for pts, seek in self._timeline.keyframes if pts <= target_pts), default=None)
         if seek_to is not None and seek_to > self.info.start_pts:
-            with av.open(self.info.path) as container:
-                decoded = self._decoded(container, seek_to)
-                first = next(decoded, None)
-                if first is not None and first[0] <= start:
-                    yield from self._matched(_chain(first, decoded), start)
-                    return
-                decoded.close()
-            # The demuxer landed after the wanted frame (its index disagrees with the packets' keyframe
-            # flags), or where nothing decodes; decoding from the start is slower but always right.
+            try:
+                with av.open(self.info.path) as container:
+                    decoded = self._decoded(container, seek_to)
+                    first = next(decoded, None)
+                    if first is not None and first[0] <= start:
+                        for frame in self._matched(_chain(first, decoded), start):
+                            yield frame
+                            start = frame.index + 1
+                        return
+                    decoded.close()
+            except _UnpredictedPicture:
+                pass  # after a seek: the demuxer stamped a picture differently from a linear read
+            # Or the demuxer landed after the wanted frame (its index disagrees with the packets' keyframe flags),
+            # or where nothing decodes. Decoding from the start is slower but always right.
             log.info("%s: seeking missed frame %d; decoding from the start", self.info.path, start)
         with av.open(self.info.path) as container:
             yield from self._matched(self._decoded(container, None), start)
@@ -110,6 +115,8 @@ class VideoFileSource(FrameSource):
         for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
             index = position if self._timeline.by_count else index_of.get(frame.pts)
             if index is None or index >= self.info.frame_count:
+                if seek_to is not None:
+                    raise _UnpredictedPicture
                 raise VmatteError(
                     f"{self.info.path}: the decoder produced a picture (number {position}, pts {frame.pts}) that "
                     "probing did not predict; the stream's timestamps are inconsistent"
@@ -199,6 +206,10 @@ def open_source(path_or_pattern: str | Path, *, skip_corrupt: bool = False,
         )
     source_type = ImageSequenceSource if info.is_image_sequence else VideoFileSource
     return source_type(info, timeline, skip_corrupt)
+
+
+class _UnpredictedPicture(Exception):
+    """A picture whose pts is not in the timeline turned up after a seek."""
 
 
 def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
