@@ -384,3 +384,16 @@ def drop_first_gop(source: str | Path, path: str | Path, container_format: str) 
             if packet.size and packet.dts is not None and keyframes >= 2:
                 packet.stream = streams[packet.stream.index]
                 cut.mux(packet)
+
+
+def scramble_avi_chunk(source: str | Path, path: str | Path, chunk: int) -> None:
+    """Copy an AVI with the payload of its ``chunk``-th video chunk (from 0) overwritten by noise after 8 bytes,
+    as a bad sector or a broken download leaves it."""
+    data = bytearray(Path(source).read_bytes())
+    position = data.index(b"movi")
+    for _ in range(chunk + 1):
+        position = data.index(b"00dc", position + 4)
+    size = int.from_bytes(data[position + 4 : position + 8], "little")
+    noise = np.random.default_rng(chunk).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    data[position + 16 : position + 8 + size] = noise
+    Path(path).write_bytes(bytes(data))

@@ -343,3 +343,24 @@ def test_a_seek_that_stamps_pictures_differently_falls_back_to_a_full_decode(awk
         resumed = list(source.frames(len(full) - 2))
     assert [(frame.index, frame.pts) for frame in resumed] == [(frame.index, frame.pts) for frame in full[-2:]]
     assert all(np.array_equal(frame.rgb, full[frame.index].rgb) for frame in resumed)
+
+
+def test_picture_lost_in_a_damaged_avi_is_named_and_stood_in_for(awkward, tmp_path):
+    """Where the timeline comes from decoding, a picture the decoder fails to output is still a frame of the clip
+    (its slot shows as a gap in the AVI's times): named by index and time, repeated with --skip-corrupt."""
+    with av.open(str(awkward["xvid_packed.avi"][0])) as container:
+        sizes = [packet.size for packet in container.demux(video=0) if packet.size]
+    chunk = next(index for index, size in enumerate(sizes) if index > 12 and size > 100)
+    damaged = tmp_path / "damaged.avi"
+    media.scramble_avi_chunk(awkward["xvid_packed.avi"][0], damaged, chunk)
+    decoded, _ = media.decode_damage(damaged)
+    assert decoded < AWKWARD_FRAMES  # the decoder drops a picture
+    with pytest.raises(VmatteError, match=r"damaged\.avi: corrupt frame at index 1[0-9] \(t=0\.[4-9][0-9]0 s\)"):
+        list(open_source(damaged).frames())
+    with open_source(damaged, skip_corrupt=True) as source:
+        frames = list(source.frames())
+        assert source.repeated_frames >= AWKWARD_FRAMES - decoded
+        assert [frame.pts * source.info.time_base for frame in frames] == [
+            Fraction(index + 1, 25) for index in range(AWKWARD_FRAMES)]
+        for start in range(10, 20):
+            assert all(np.array_equal(frame.rgb, frames[frame.index].rgb) for frame in source.frames(start))

@@ -105,7 +105,8 @@ class Timeline:
     orientation: Orientation = UPRIGHT
     stream_index: int = 0
     files: tuple[Path, ...] = ()  # image sequences only
-    by_count: bool = False  # pts are the decoder's best-effort times: frame i is the decoder's i-th picture
+    by_count: bool = False  # pts are the decoder's best-effort times: frames are the decoder's pictures in order
+    lost: tuple[int, ...] = ()  # by_count: indices of pictures the decoder failed to output (no decoder picture)
 
 
 def probe(path: str | Path, sequence_fps: Fraction | None = None) -> VideoInfo:
@@ -180,7 +181,8 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed, field_order = _first_frame(path, stream_index, codec)
     if by_count:
-        pts, keyframes, leading = _decoder_times(path, stream_index, time_base, guessed_rate or average_rate), (), 0
+        pts, lost = _decoder_times(path, stream_index, time_base, guessed_rate or average_rate)
+        keyframes, leading = (), 0
         if not pts:
             raise VmatteError(f"{path}: no video frame could be decoded")
     else:
@@ -191,6 +193,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         pts = pts[leading:]
         keyframes = tuple(sorted((packet.pts, packet.pts if packet.dts is None else min(packet.pts, packet.dts))
                                  for packet in packets if packet.is_keyframe and packet.pts >= pts[0]))
+        lost = ()
         if format_name == "mpeg":
             # MPEG program streams pack several pictures into one PES packet, and after a seek the demuxer pins
             # the PES timestamp on another picture than a linear read does: readers decode these from the start.
@@ -225,7 +228,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         field_order=field_order,
     )
     return info, Timeline(pts=pts, keyframes=keyframes, orientation=orientation, stream_index=stream_index,
-                          by_count=by_count)
+                          by_count=by_count, lost=lost)
 
 
 def _picture_fields(frame: av.VideoFrame, colour: Colour, colour_assumed: bool) -> dict:
@@ -307,17 +310,35 @@ def decoded_pictures(container: av.container.InputContainer, stream: av.VideoStr
             yield frame, error
 
 
-def _decoder_times(path: Path, stream_index: int, time_base: Fraction, rate: Fraction | None) -> tuple[int, ...]:
-    """The time of every picture the decoder outputs, by a full decode (only for untrusted packet timestamps)."""
-    reordered, decode_order = [], []
+def _decoder_times(path: Path, stream_index: int, time_base: Fraction, rate: Fraction | None
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The time of every frame, by a full decode (only for untrusted packet timestamps), and which of them the
+    decoder failed to output.
+
+    Where decoding fails (errors, or concealed pictures), the pictures it cost leave a gap of whole frame durations
+    in a constant-rate stream's times: they are frames of the clip all the same (as where packets time the frames),
+    so a reader names them. Without such damage a gap is the stream's own (an AVI capture's dropped frames).
+    """
+    reordered, decode_order, failed = [], [], False
     with av.open(str(path)) as container:
         stream = container.streams[stream_index]
         stream.thread_type = "AUTO"  # as the reader decodes: the same pictures come out
-        for frame, _ in decoded_pictures(container, stream):
+        for frame, error in decoded_pictures(container, stream):
             reordered.append(frame.pts)
             decode_order.append(frame.dts)
-    ticks_per_frame = max(1, round(1 / (Fraction(rate or SEQUENCE_FRAME_RATE) * time_base)))
-    return _best_effort_times(reordered, decode_order, ticks_per_frame)
+            failed = failed or bool(error) or frame.is_corrupt
+    step = max(1, round(1 / (Fraction(rate or SEQUENCE_FRAME_RATE) * time_base)))
+    times = _best_effort_times(reordered, decode_order, step)
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    if not failed or any(gap % step for gap in gaps):
+        return times, ()
+    frames, lost = [times[0]], []
+    for time, gap in zip(times[1:], gaps):
+        for missing in range(time - gap + step, time, step):
+            lost.append(len(frames))
+            frames.append(missing)
+        frames.append(time)
+    return tuple(frames), tuple(lost)
 
 
 def _best_effort_times(reordered: list[int | None], decode_order: list[int | None], step: int) -> tuple[int, ...]:

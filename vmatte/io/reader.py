@@ -111,10 +111,14 @@ class VideoFileSource(FrameSource):
         stream.thread_type = "AUTO"
         if seek_to is not None:
             container.seek(seek_to, stream=stream, backward=True)
-        index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
+        if self._timeline.by_count:
+            lost = set(self._timeline.lost)
+            index_of = dict(enumerate(index for index in range(self.info.frame_count) if index not in lost))
+        else:
+            index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
         for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
-            index = position if self._timeline.by_count else index_of.get(frame.pts)
-            if index is None or index >= self.info.frame_count:
+            index = index_of.get(position if self._timeline.by_count else frame.pts)
+            if index is None:
                 if seek_to is not None:
                     raise _UnpredictedPicture
                 raise VmatteError(
