@@ -13,6 +13,7 @@ frame's duration). The frame timeline (every frame's time, in display order) is 
   B-frames even hide two pictures in one packet and follow them with an empty placeholder). The frames are then
   the pictures the decoder outputs, in that order -- the count FFmpeg's own tools give -- timed as FFmpeg's
   best_effort_timestamp times them (see _best_effort_times), and a reader matches pictures to it by count.
+  Decoding is fast next to matting (about 1 ms a 640x352 MPEG-4 picture); packets alone would need 0.1 ms.
 """
 
 from __future__ import annotations
@@ -296,8 +297,9 @@ def decoded_pictures(container: av.container.InputContainer, stream: av.VideoStr
                      ) -> Iterator[tuple[av.VideoFrame, str]]:
     """Every picture the decoder outputs, in its order, with the last decoding error seen so far ('' if none).
 
-    With frame threading an error surfaces a few packets late, so it is not tied to a picture here; decoding goes
-    on with the next packet, as FFmpeg's tools do.
+    Decoding goes on with the next packet, as FFmpeg's tools do. With frame threading an error surfaces a few
+    packets late, so it is not tied to a picture here: the picture it cost shows up as a gap in the timeline and
+    gets this reason.
     """
     error = ""
     for packet in container.demux(stream):
