@@ -13,7 +13,7 @@ frame's duration). The frame timeline (every frame's time, in display order) is 
   B-frames even hide two pictures in one packet and follow them with an empty placeholder). The frames are then
   the pictures the decoder outputs, in that order -- the count FFmpeg's own tools give -- timed as FFmpeg's
   best_effort_timestamp times them (see _best_effort_times), and a reader matches pictures to it by count.
-  Decoding is fast next to matting (about 1 ms a 640x352 MPEG-4 picture); packets alone would need 0.1 ms.
+  That costs little next to matting: 0.5-0.6 s for 500 640x352 MPEG-4 frames here (the packets alone: 0.05 s).
 """
 
 from __future__ import annotations
