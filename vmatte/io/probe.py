@@ -177,7 +177,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         sample_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         stream_index, time_base = stream.index, Fraction(stream.time_base)
         format_name = container.format.name
-        by_count = not _packet_times_trusted(format_name, packets)
+        by_count = not _packet_times_trusted(format_name, packets, bool(stream.codec_context.has_b_frames))
     if not packets:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed, field_order = _first_frame(path, stream_index, codec)
@@ -280,8 +280,9 @@ def _demux(
     return packets, audio_ends
 
 
-def _packet_times_trusted(format_name: str, packets: list[_Packet]) -> bool:
-    """Whether each shown packet's pts is the time of one picture the decoder outputs (see the module docstring)."""
+def _packet_times_trusted(format_name: str, packets: list[_Packet], reorders: bool) -> bool:
+    """Whether each shown packet's pts is the time of one picture the decoder outputs (see the module docstring);
+    ``reorders``: the decoder delays pictures to put B-frames in display order."""
     pts = [packet.pts for packet in packets]
     if None in pts or len(set(pts)) != len(pts):
         return False
@@ -289,8 +290,10 @@ def _packet_times_trusted(format_name: str, packets: list[_Packet]) -> bool:
     dts = [packet.dts for packet in packets if packet.dts is not None]
     if any(later < earlier for earlier, later in zip(dts, dts[1:])):
         return False
-    # AVI has decode-order times only; its pts are trustworthy where frames are not reordered (pts == dts).
-    return "avi" not in format_name.split(",") or all(packet.pts == packet.dts for packet in packets)
+    # AVI has decode-order times only: its pts are the demuxer's guesses, right only where no frame is reordered.
+    if "avi" in format_name.split(","):
+        return not reorders and all(packet.pts == packet.dts for packet in packets)
+    return True
 
 
 def decoded_pictures(container: av.container.InputContainer, stream: av.VideoStream
