@@ -249,3 +249,151 @@ def write_exr(path: str | Path, linear_rgb: np.ndarray) -> None:
 def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
     """The sRGB decoding function (IEC 61966-2-1), on values in [0, 1]."""
     return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+# --- awkward source files made with PyAV (kinds the samples do not have) -----------------------------------------
+
+NUMBER_BITS = 6  # numbered pictures carry their number in 6 black-or-white 16x16 blocks along the top
+
+
+def numbered_picture(index: int, width: int = 96, height: int = 64) -> np.ndarray:
+    """RGB picture number ``index``: its number in binary along the top (bit 0 leftmost), a bar moving below."""
+    picture = np.full((height, width, 3), 90, np.uint8)
+    for bit in range(NUMBER_BITS):
+        picture[:16, 16 * bit : 16 * (bit + 1)] = 255 if index >> bit & 1 else 0
+    bar = (index * 3) % (width - 8)
+    picture[16:, bar : bar + 8] = 200
+    return picture
+
+
+def picture_number(rgb: np.ndarray) -> int:
+    """Which numbered_picture() a decoded picture is (the block centres survive any lossy coding)."""
+    peak = 65535 if rgb.dtype == np.uint16 else 255
+    return sum(1 << bit for bit in range(NUMBER_BITS) if rgb[4:12, 16 * bit + 4 : 16 * bit + 12].mean() > peak / 2)
+
+
+def write_numbered_clip(path: str | Path, codec: str, count: int, *, container_format: str | None = None,
+                        rate: int = 25, size: tuple[int, int] = (96, 64), options: dict | None = None,
+                        codec_tag: str | None = None, audio: str | None = None) -> None:
+    """``count`` numbered pictures encoded with ``codec`` (and a silent ``audio`` track as long as the video)."""
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        if codec_tag:
+            stream.codec_tag = codec_tag
+        sound = container.add_stream(audio, rate=48000, layout="stereo") if audio else None
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(numbered_picture(index, *size), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if sound is not None:
+            samples, chunk = count * 48000 // rate, sound.codec_context.frame_size or 1152
+            for start in range(0, samples, chunk):
+                length = min(chunk, samples - start)
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 2 * length), np.int16), format="s16", layout="stereo")
+                frame.sample_rate, frame.pts = 48000, start
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+
+
+_VOP = b"\x00\x00\x01\xb6"
+# An MPEG-4 Part 2 P-VOP with vop_coded = 0 (time increment 0 of 5 bits, for a 1/25 time base) and stuffing:
+# the 6-byte "N-VOP" placeholder DivX and Xvid write after a packed chunk.
+N_VOP = _VOP + bytes([0b01010000, 0b01001111])
+# User data a DivX 5 / Xvid encoder writes; the trailing 'p' tells decoders the B-frames are packed.
+DIVX_PACKED_USER_DATA = b"\x00\x00\x01\xb2DivX503b1393p"
+
+
+def _vop_type(data: bytes) -> int:
+    """0 I, 1 P, 2 B, 3 S (vop_coding_type, the two bits after the first VOP start code)."""
+    return data[data.index(_VOP) + 4] >> 6
+
+
+def pack_b_frames(source: str | Path, path: str | Path, codec_tag: str) -> None:
+    """Rewrite an MPEG-4 Part 2 AVI as DivX 5 / Xvid do with "packed bitstream" on: each reference picture shares
+    its AVI chunk with the first B-picture that follows it in decode order, the other B-pictures keep their own,
+    and an N-VOP placeholder closes the group so that there is still one chunk per frame; the chunks' only
+    timestamps are their positions. FFmpeg's mpeg4_unpack_bframes filter undoes exactly this."""
+    with av.open(str(source)) as original:
+        video = original.streams.video[0]
+        pictures = [bytes(packet) for packet in original.demux(video) if packet.size]
+        time_base = video.time_base
+    pictures[0] = pictures[0].replace(_VOP, DIVX_PACKED_USER_DATA + _VOP, 1)
+    chunks, position = [], 0
+    while position < len(pictures):
+        group_end = position + 1
+        while group_end < len(pictures) and _vop_type(pictures[group_end]) == 2:
+            group_end += 1
+        bs = pictures[position + 1 : group_end]
+        if bs:
+            chunks += [pictures[position] + bs[0], *bs[1:], N_VOP]
+        else:
+            chunks.append(pictures[position])
+        position = group_end
+    with av.open(str(source)) as original, av.open(str(path), "w", format="avi") as packed:
+        streams = {stream.index: packed.add_stream_from_template(stream) for stream in original.streams}
+        video_out = streams[original.streams.video[0].index]
+        video_out.codec_tag = codec_tag
+        for number, chunk in enumerate(chunks):
+            packet = av.Packet(chunk)
+            packet.pts = packet.dts = number
+            packet.time_base, packet.stream = time_base, video_out
+            packet.is_keyframe = _vop_type(chunk) == 0
+            packed.mux(packet)
+        for stream in original.streams.audio:
+            for packet in original.demux(stream):
+                if packet.size and packet.dts is not None:
+                    packet.stream = streams[stream.index]
+                    packed.mux(packet)
+
+
+def strip_leading_pts(source: str | Path, path: str | Path, count: int) -> int:
+    """Copy an MPEG transport stream with the timestamps taken out of its first ``count`` video PES headers, as
+    in a recording that starts where the encoder had not stamped them (the bytes become header stuffing).
+    Returns how many were stripped."""
+    data = bytearray(Path(source).read_bytes())
+    stripped = 0
+    for offset in range(0, len(data), 188):
+        packet = data[offset : offset + 188]
+        if stripped == count or packet[0] != 0x47 or not packet[1] & 0x40:  # sync byte, payload_unit_start
+            continue
+        payload = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)  # after any adaptation field
+        if packet[payload : payload + 4] != b"\x00\x00\x01\xe0":  # a video PES
+            continue
+        flags, header_length = payload + 7, payload + 8
+        timestamps = packet[flags] >> 6
+        if timestamps:
+            size = 10 if timestamps == 3 else 5
+            data[offset + flags] &= 0x3F
+            data[offset + header_length + 1 : offset + header_length + 1 + size] = b"\xff" * size
+            stripped += 1
+    Path(path).write_bytes(bytes(data))
+    return stripped
+
+
+def drop_first_gop(source: str | Path, path: str | Path, container_format: str) -> None:
+    """Copy a clip from its second keyframe on, as a VOB cut at a VOBU boundary: its first GOP is open (its
+    leading B-pictures reference a picture that is not in the file)."""
+    with av.open(str(source)) as original, av.open(str(path), "w", format=container_format) as cut:
+        streams = {stream.index: cut.add_stream_from_template(stream) for stream in original.streams}
+        video = original.streams.video[0]
+        keyframes = 0
+        for packet in original.demux():
+            keyframes += packet.stream.index == video.index and packet.is_keyframe
+            if packet.size and packet.dts is not None and keyframes >= 2:
+                packet.stream = streams[packet.stream.index]
+                cut.mux(packet)
+
+
+def scramble_avi_chunk(source: str | Path, path: str | Path, chunk: int) -> None:
+    """Copy an AVI with the payload of its ``chunk``-th video chunk (from 0) overwritten by noise after 8 bytes,
+    as a bad sector or a broken download leaves it."""
+    data = bytearray(Path(source).read_bytes())
+    position = data.index(b"movi")
+    for _ in range(chunk + 1):
+        position = data.index(b"00dc", position + 4)
+    size = int.from_bytes(data[position + 4 : position + 8], "little")
+    noise = np.random.default_rng(chunk).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    data[position + 16 : position + 8 + size] = noise
+    Path(path).write_bytes(bytes(data))

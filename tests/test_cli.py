@@ -18,6 +18,7 @@ import subprocess
 import sys
 from fractions import Fraction
 
+import av
 import cv2
 import media
 import numpy as np
@@ -305,6 +306,13 @@ def test_info_reports_anamorphic_pixels(samples_dir):
     assert info_of(samples_dir / "backgrounds/mmaction2_pool_340x256.mp4")["pixel aspect"] == "1024/765 (anamorphic)"
 
 
+def test_info_reports_interlacing(samples_dir, tmp_path):
+    clip = tmp_path / "interlaced.mp4"
+    media.write_numbered_clip(clip, "libx264", 3, options={"x264-params": "interlaced=1:tff=1"})
+    assert info_of(clip)["scan"] == "interlaced, top field first (matted frame by frame)"
+    assert info_of(samples_dir / SMALL)["scan"] == "progressive"
+
+
 def test_info_of_missing_file_is_a_clean_error(tmp_path):
     result = vmatte("info", tmp_path / "nope.mp4")
     assert_cli_failure(result, "nope.mp4")
@@ -322,6 +330,25 @@ def test_shorthand_run_writes_prores_and_prints_one_line_notice(samples_dir, tmp
     notice = [line for line in result.stderr.splitlines() if "not available" in line]
     assert len(notice) == 1 and "instead" in notice[0], f"notice not on one line:\n{result.stderr}"
     assert media.visible_entries(tmp_path) == ["alpha.mov"]
+
+
+def test_run_on_an_xvid_avi_with_packed_b_frames(tmp_path):
+    """Issue 11: an Xvid AVI with packed B-frames and MP3 audio stopped at 'corrupt frame at index 2'. Every
+    frame comes out, at the times FFmpeg gives them (those of the same pictures before packing), audio kept."""
+    original, clip = tmp_path / "original.avi", tmp_path / "xvid.avi"
+    media.write_numbered_clip(original, "mpeg4", 12, container_format="avi", codec_tag="XVID", audio="mp3",
+                              options={"bf": "2", "g": "12", "sc_threshold": "1000000000"})
+    media.pack_b_frames(original, clip, "XVID")
+    alpha, fgr = tmp_path / "a.mov", tmp_path / "f.mov"
+    result = vmatte_process(clip, "--out", alpha, "--fgr", fgr, "-q", timeout=600)
+    assert result.returncode == 0, result.stderr
+    expected = media.decoded_times(original)[0]
+    assert len(expected) == 12 and expected[0] == Fraction(1, 25)
+    assert media.read_track(alpha).times == media.read_track(fgr).times == expected
+    with av.open(str(clip)) as container:
+        (source_audio,) = media.audio_spans(container)
+    (audio,) = media.read_track(fgr).audio
+    assert audio.duration == pytest.approx(source_audio.duration, abs=float(source_audio.packet_seconds))
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from vmatte.errors import VmatteError
 from vmatte.io import probe
+from vmatte.io.probe import _best_effort_times, scan
 
 R = "robustness_videos"
 P = "portrait_videos"
@@ -155,3 +156,27 @@ def test_audio_only_file_raises(tmp_path):
         container.mux(stream.encode(None))
     with pytest.raises(VmatteError, match=r"tone\.wav.*no video stream"):
         probe(path)
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_packet_timed_clips_are_probed_without_decoding(samples_dir, name):
+    """Every sample's packets carry trustworthy presentation times (MP4, MOV, Matroska, WebM, and an AVI without
+    B-frames): probing must not decode them all (see the probe module docstring)."""
+    timeline = scan(samples_dir / name)[1]
+    assert not timeline.by_count and timeline.keyframes
+
+
+@pytest.mark.parametrize("reordered, decode_order, expected", [
+    # DivX packed B-frames: the pts come out of order, the releasing packets' dts do not.
+    ([1, 2, 4, 3, 5, 7, 6, 8], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]),
+    # Trustworthy pts win a tie, as in FFmpeg's guess.
+    ([0, 20, 30], [None, 10, 20], [0, 20, 30]),
+    # No timestamps at all (raw elementary streams): one frame duration apart from 0.
+    ([None] * 4, [None] * 4, [0, 10, 20, 30]),
+    # The first pictures without any (a recording's first PES headers unstamped): counted back from the first known.
+    ([None, None, 500, 510], [None, None, None, None], [480, 490, 500, 510]),
+    # A restart (joined streams): carried on one frame duration at a time.
+    ([100, 110, 0, 10], [100, 110, 0, 10], [100, 110, 120, 130]),
+])
+def test_best_effort_times(reordered, decode_order, expected):
+    assert _best_effort_times(reordered, decode_order, 10) == tuple(expected)

@@ -1,5 +1,6 @@
 """open_source(): decoded frames, colour conversion, orientation, seeking and corrupt input."""
 
+import dataclasses
 from fractions import Fraction
 from itertools import islice
 
@@ -219,3 +220,147 @@ def test_scene_linear_exr_is_read_srgb_encoded(samples_dir, tmp_path):
     assert rgb.dtype == np.uint16
     # Half-float rounding is ~0.04/255 here; swscale's half-float conversion was 0.76/255 off.
     assert np.abs(rgb / 65535.0 - encoded / 255.0).max() <= 0.1 / 255
+
+
+# --- awkward files FFmpeg decodes that the samples do not cover (made with PyAV, see media.py) --------------------
+
+AWKWARD_FRAMES = 30  # at 25 fps
+BFRAMES = {"bf": "2", "g": "12", "sc_threshold": "1000000000"}  # B-frame pairs; no scene-cut keyframes
+
+
+def _awkward_clips(folder):
+    """name: (path, field order, the file whose decoded pts are the expected frame times (None: k/25 s), the
+    number of the first picture)."""
+    def made(name, codec, container_format, **options):
+        media.write_numbered_clip(folder / name, codec, AWKWARD_FRAMES, container_format=container_format, **options)
+        return folder / name
+
+    mpeg4_avi = made("mpeg4_bframes.avi", "mpeg4", "avi", options=BFRAMES, codec_tag="XVID", audio="mp3")
+    for tag in ("XVID", "DX50"):
+        media.pack_b_frames(mpeg4_avi, folder / f"{tag.lower()}_packed.avi", tag)
+    h264_ts = made("h264.ts", "libx264", "mpegts", options={"bf": "2", "g": "12"}, audio="mp2")
+    assert media.strip_leading_pts(h264_ts, folder / "h264_first_pts_missing.ts", 4) == 4
+    mpeg2 = made("mpeg2.vob", "mpeg2video", "vob", size=(352, 288), options=BFRAMES, audio="mp2")
+    media.drop_first_gop(mpeg2, folder / "mpeg2_open_gop.vob", "vob")
+    interlaced = {"flags": "+ildct+ilme", "top": "0", **BFRAMES}
+    bff = made("bff.mpg", "mpeg2video", "mpeg", options=interlaced)
+    tff = made("tff.mp4", "libx264", "mp4", options={"bf": "2", "x264-params": "interlaced=1:tff=1"})
+    return {
+        "mpeg4_bframes.avi": (mpeg4_avi, "progressive", mpeg4_avi, 0),  # FFmpeg's own AVI muxing: unpacked
+        "xvid_packed.avi": (folder / "xvid_packed.avi", "progressive", mpeg4_avi, 0),
+        "dx50_packed.avi": (folder / "dx50_packed.avi", "progressive", mpeg4_avi, 0),
+        "mpeg2_bframes.vob": (mpeg2, "progressive", mpeg2, 0),
+        # Cut after 12 pictures; the open GOP's 2 leading B-pictures do not decode, as FFmpeg counts.
+        "mpeg2_open_gop.vob": (folder / "mpeg2_open_gop.vob", "progressive", folder / "mpeg2_open_gop.vob", 12),
+        "h264_first_pts_missing.ts": (folder / "h264_first_pts_missing.ts", "progressive", h264_ts, 0),
+        "raw.h264": (made("raw.h264", "libx264", "h264", options={"bf": "2", "g": "12"}), "progressive", None, 0),
+        "interlaced_bff.mpg": (bff, "bottom field first", bff, 0),
+        "interlaced_tff.mp4": (tff, "top field first", tff, 0),
+    }
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory):
+    return _awkward_clips(tmp_path_factory.mktemp("awkward"))
+
+
+AWKWARD = ["mpeg4_bframes.avi", "xvid_packed.avi", "dx50_packed.avi", "mpeg2_bframes.vob", "mpeg2_open_gop.vob",
+           "h264_first_pts_missing.ts", "raw.h264", "interlaced_bff.mpg", "interlaced_tff.mp4"]
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+def test_awkward_file_yields_every_decoded_frame_in_display_order_with_exact_times(awkward, name):
+    path, field_order, reference, first = awkward[name]
+    decoded, _ = media.decode_damage(path)
+    with open_source(path) as source:
+        info = source.info
+        frames = list(source.frames())
+    assert decoded == info.frame_count == len(frames) == AWKWARD_FRAMES - first
+    assert [media.picture_number(frame.rgb) for frame in frames] == list(range(AWKWARD_FRAMES - len(frames), 30))
+    times = [frame.pts * info.time_base for frame in frames]
+    if reference is None:  # no timestamps at all: frames are 1/25 s apart from 0, as FFmpeg stamps them
+        assert times == [Fraction(index, 25) for index in range(AWKWARD_FRAMES)]
+    else:
+        assert times == media.decoded_times(reference)[0]
+    assert [frame.time for frame in frames] == [float(time) for time in times]
+    assert (info.frame_rate, info.is_vfr, info.field_order, info.interlaced) == (
+        25, False, field_order, field_order != "progressive")
+    assert info.duration == pytest.approx(len(frames) / 25)
+    assert info.undecodable_leading_frames == (2 if first else 0)
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+def test_awkward_file_read_from_a_middle_frame_equals_a_full_decode(awkward, name):
+    path = awkward[name][0]
+    with open_source(path) as source:
+        full = list(source.frames())
+        for start in (1, 11, 13, len(full) - 2):
+            resumed = list(source.frames(start))
+            assert [frame.index for frame in resumed] == list(range(start, len(full)))
+            for frame in resumed:
+                assert frame.pts == full[frame.index].pts and np.array_equal(frame.rgb, full[frame.index].rgb)
+
+
+@pytest.mark.parametrize("name, codec", [("xvid_packed.avi", "mp3"), ("dx50_packed.avi", "mp3"),
+                                         ("mpeg2_bframes.vob", "mp2"), ("h264_first_pts_missing.ts", "mp2")])
+def test_awkward_file_audio(awkward, name, codec):
+    path = awkward[name][0]
+    (audio,) = open_source(path).info.audio
+    with av.open(str(path)) as container:
+        (span,) = media.audio_spans(container)
+    assert (audio.codec, audio.sample_rate, audio.channels) == (codec, 48000, 2)
+    assert (audio.start, audio.duration) == (pytest.approx(float(span.start)), pytest.approx(float(span.duration)))
+    # The encoders' priming delay and padding add at most one audio frame at each end.
+    assert audio.duration == pytest.approx(AWKWARD_FRAMES / 25, abs=2 * 1152 / 48000)
+
+
+def test_packed_b_frames_really_are_packed(awkward):
+    """The made file has what real Xvid/DivX files have: decoder pts 1, 2, 4, 3, ... and 6-byte N-VOPs."""
+    path = awkward["xvid_packed.avi"][0]
+    with av.open(str(path)) as container:
+        sizes = [packet.size for packet in container.demux(video=0) if packet.size]
+    with av.open(str(path)) as container:
+        reordered = [frame.pts for frame in container.decode(video=0)]
+    assert len(sizes) == AWKWARD_FRAMES and sizes.count(6) >= 5
+    assert reordered[:7] == [1, 2, 4, 3, 5, 7, 6]
+
+
+def test_a_seek_that_stamps_pictures_differently_falls_back_to_a_full_decode(awkward):
+    """After a seek, MPEG program stream demuxing pins a PES timestamp on another picture than a linear read does
+    (so probing gives these no seek points); if a seek does that anyway, reading decodes from the start."""
+    path = awkward["interlaced_bff.mpg"][0]
+    with open_source(path) as source:
+        full = list(source.frames())
+        timeline = source._timeline
+        assert timeline.keyframes == ()
+        with av.open(str(path)) as container:
+            keyframes = [(packet.pts, packet.dts) for packet in container.demux(video=0) if packet.is_keyframe]
+        source._timeline = dataclasses.replace(timeline, keyframes=tuple(keyframes))
+        with av.open(str(path)) as container:
+            container.seek(keyframes[-1][1], stream=container.streams.video[0], backward=True)
+            after_seek = [frame.pts for frame in container.decode(video=0)]
+        assert not set(after_seek) <= set(timeline.pts)  # the demuxer's seek does stamp them differently
+        resumed = list(source.frames(len(full) - 2))
+    assert [(frame.index, frame.pts) for frame in resumed] == [(frame.index, frame.pts) for frame in full[-2:]]
+    assert all(np.array_equal(frame.rgb, full[frame.index].rgb) for frame in resumed)
+
+
+def test_picture_lost_in_a_damaged_avi_is_named_and_stood_in_for(awkward, tmp_path):
+    """Where the timeline comes from decoding, a picture the decoder fails to output is still a frame of the clip
+    (its slot shows as a gap in the AVI's times): named by index and time, repeated with --skip-corrupt."""
+    with av.open(str(awkward["xvid_packed.avi"][0])) as container:
+        sizes = [packet.size for packet in container.demux(video=0) if packet.size]
+    chunk = next(index for index, size in enumerate(sizes) if index > 12 and size > 100)
+    damaged = tmp_path / "damaged.avi"
+    media.scramble_avi_chunk(awkward["xvid_packed.avi"][0], damaged, chunk)
+    decoded, _ = media.decode_damage(damaged)
+    assert decoded < AWKWARD_FRAMES  # the decoder drops a picture
+    with pytest.raises(VmatteError, match=r"damaged\.avi: corrupt frame at index 1[0-9] \(t=0\.[4-9][0-9]0 s\)"):
+        list(open_source(damaged).frames())
+    with open_source(damaged, skip_corrupt=True) as source:
+        frames = list(source.frames())
+        assert source.repeated_frames >= AWKWARD_FRAMES - decoded
+        assert [frame.pts * source.info.time_base for frame in frames] == [
+            Fraction(index + 1, 25) for index in range(AWKWARD_FRAMES)]
+        for start in range(10, 20):
+            assert all(np.array_equal(frame.rgb, frames[frame.index].rgb) for frame in source.frames(start))

@@ -260,6 +260,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("pixel aspect", f"{info.pixel_aspect}{'' if info.pixel_aspect == 1 else ' (anamorphic)'}"),
             ("frames", _frames(info)),
             ("frame rate", f"{info.frame_rate} ({float(info.frame_rate):.3f} fps){' variable' if info.is_vfr else ''}"),
+            ("scan", f"interlaced, {info.field_order} (matted frame by frame)" if info.interlaced else "progressive"),
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "
                        f"transfer {info.colour_transfer}{' (some assumed: untagged)' if info.colour_assumed else ''}"),

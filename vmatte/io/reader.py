@@ -2,7 +2,9 @@
 
 Frames are matched to the timeline that probing found (every frame's pts), not counted as they come out
 of the decoder, so a picture the decoder fails to produce is noticed, named by index and time, and either
-reported or stood in for -- never dropped.
+reported or stood in for -- never dropped. Where probing had to build the timeline by decoding (packet
+timestamps that cannot be trusted, see vmatte.io.probe), frame i is the decoder's i-th picture, and reading from
+a later frame decodes from the start (pictures before it are decoded, not converted).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from vmatte.errors import VmatteError
 from vmatte.io.colour import LUMA_WEIGHTS, frame_to_rgb, is_yuv
-from vmatte.io.probe import Timeline, VideoInfo, scan
+from vmatte.io.probe import Timeline, VideoInfo, decoded_pictures, scan
 
 log = logging.getLogger(__name__)
 
@@ -81,50 +83,52 @@ class VideoFileSource(FrameSource):
         if start == self.info.frame_count:
             return
         target_pts = self._timeline.pts[start]
-        seek_pts = max((pts for pts in self._timeline.keyframe_pts if pts <= target_pts), default=None)
-        if seek_pts is not None and seek_pts > self.info.start_pts:
-            with av.open(self.info.path) as container:
-                decoded = self._decoded(container, seek_pts)
-                first = next(decoded, None)
-                if first is None or first[0] <= start:
-                    yield from self._matched(_chain(first, decoded), start)
-                    return
-                decoded.close()
-            # The demuxer landed after the wanted frame (its index disagrees with the packets' keyframe
-            # flags); decoding from the start is slower but always right.
-            log.info("%s: seeking overshot frame %d; decoding from the start", self.info.path, start)
+        seek_to = max((seek for pts, seek in self._timeline.keyframes if pts <= target_pts), default=None)
+        if seek_to is not None and seek_to > self.info.start_pts:
+            try:
+                with av.open(self.info.path) as container:
+                    decoded = self._decoded(container, seek_to)
+                    first = next(decoded, None)
+                    if first is not None and first[0] <= start:
+                        for frame in self._matched(_chain(first, decoded), start):
+                            yield frame
+                            start = frame.index + 1
+                        return
+                    decoded.close()
+            except _UnpredictedPicture:
+                pass  # after a seek: the demuxer stamped a picture differently from a linear read
+            # Or the demuxer landed after the wanted frame (its index disagrees with the packets' keyframe flags),
+            # or where nothing decodes. Decoding from the start is slower but always right.
+            log.info("%s: seeking missed frame %d; decoding from the start", self.info.path, start)
         with av.open(self.info.path) as container:
             yield from self._matched(self._decoded(container, None), start)
 
     def _decoded(
-        self, container: av.container.InputContainer, seek_pts: int | None
+        self, container: av.container.InputContainer, seek_to: int | None
     ) -> Iterator[tuple[int, av.VideoFrame | None, str]]:
         """(timeline index, frame, reason) for each decoder output; frame is None for a damaged picture."""
         stream = container.streams[self._timeline.stream_index]
         stream.thread_type = "AUTO"
-        if seek_pts is not None:
-            container.seek(seek_pts, stream=stream, backward=True)
-        index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
-        error = ""
-        for packet in container.demux(stream):
-            try:
-                frames = stream.decode(packet)
-            except av.FFmpegError as failure:
-                # With frame threading the error surfaces a few packets late, so it is not tied to a frame
-                # here: the picture it cost shows up as a gap in the timestamps and gets this reason.
-                error = f"decoding failed ({failure.strerror})"
-                continue
-            for frame in frames:
-                index = index_of.get(frame.pts)
-                if index is None:
-                    raise VmatteError(
-                        f"{self.info.path}: the decoder produced a frame at pts {frame.pts} that demuxing did not "
-                        "predict; the stream's timestamps are inconsistent"
-                    )
-                if frame.is_corrupt:
-                    yield index, None, "the decoder flagged the picture as damaged (error concealment)"
-                else:
-                    yield index, frame, error
+        if seek_to is not None:
+            container.seek(seek_to, stream=stream, backward=True)
+        if self._timeline.by_count:
+            lost = set(self._timeline.lost)
+            index_of = dict(enumerate(index for index in range(self.info.frame_count) if index not in lost))
+        else:
+            index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
+        for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
+            index = index_of.get(position if self._timeline.by_count else frame.pts)
+            if index is None:
+                if seek_to is not None:
+                    raise _UnpredictedPicture
+                raise VmatteError(
+                    f"{self.info.path}: the decoder produced a picture (number {position}, pts {frame.pts}) that "
+                    "probing did not predict; the stream's timestamps are inconsistent"
+                )
+            if frame.is_corrupt:
+                yield index, None, "the decoder flagged the picture as damaged (error concealment)"
+            else:
+                yield index, frame, error
 
     def _matched(
         self, decoded: Iterator[tuple[int, av.VideoFrame | None, str]], start: int
@@ -206,6 +210,10 @@ def open_source(path_or_pattern: str | Path, *, skip_corrupt: bool = False,
         )
     source_type = ImageSequenceSource if info.is_image_sequence else VideoFileSource
     return source_type(info, timeline, skip_corrupt)
+
+
+class _UnpredictedPicture(Exception):
+    """A picture whose pts is not in the timeline turned up after a seek."""
 
 
 def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
