@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,9 @@ class OpenVinoEngine(MattingEngine):
     """A ``MattingEngine`` whose ``run`` goes through OpenVINO, one frame per call, carrying the state."""
 
     cache: Path = field(default_factory=lambda: cache_dir() / "compiled")
-    # (H, W, ratio, need_fgr) -> (inference request of the compiled graph, state shapes)
-    _compiled: dict = field(default_factory=dict, repr=False)
+    _compiled: dict = field(default_factory=dict, repr=False)  # (H, W, ratio, need_fgr) -> (compiled, shapes)
+    # A batch runs clips in threads on one engine: one build per shape, and one inference request per call.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_engine(cls, engine: MattingEngine) -> "OpenVinoEngine":
@@ -110,17 +112,19 @@ class OpenVinoEngine(MattingEngine):
         return self.cache / f"rvm-{height}x{width}-r{downsample_ratio:g}-{'fgr' if need_fgr else 'alpha'}-{key}" \
             / "model.xml"
 
-    def _build(self, path: Path, shapes: list[tuple], height: int, width: int, downsample_ratio: float,
-               need_fgr: bool) -> None:
+    def _build(self, path: Path, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> None:
         """Traces and converts the network, then puts the IR in place atomically (a folder renamed whole)."""
         ov = import_openvino()
+        shapes = state_shapes(self.model, height, width, downsample_ratio)
         example = (torch.zeros(1, 3, height, width), *(torch.zeros(s) for s in shapes))
         with warnings.catch_warnings():
             # The tracer warns about the shape tests in the network (the graph is built for this one shape),
             # and that it is deprecated (OpenVINO's converter uses it for modules given as they are).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            graph = ov.convert_model(FrameGraph(self.model, downsample_ratio, need_fgr), example_input=example)
+            # Static input shapes: the traced graph holds for this shape only, and OpenVINO plans memory for it.
+            graph = ov.convert_model(FrameGraph(self.model, downsample_ratio, need_fgr), example_input=example,
+                                     input=[list(tensor.shape) for tensor in example])
         path.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent.parent))
         try:
@@ -133,28 +137,33 @@ class OpenVinoEngine(MattingEngine):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def compiled(self, height: int, width: int, downsample_ratio: float, need_fgr: bool):
-        """An inference request of the compiled graph for this shape (built, or read from the cache) and the
-        state shapes."""
+        """The compiled graph for this shape (built, or read from the cache) and its state shapes."""
         key = (height, width, downsample_ratio, need_fgr)
-        if key not in self._compiled:
-            ov = import_openvino()
-            shapes = state_shapes(self.model, height, width, downsample_ratio)
-            path = self.graph_path(*key)
-            if not path.is_file():
-                try:
-                    self._build(path, shapes, *key)
-                except OSError as exc:
-                    raise VmatteError(f"cannot write the compiled model to {path.parent}: {exc}") from None
-            compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            self._compiled[key] = (compiled.create_infer_request(), shapes)
+        with self._lock:
+            return self._compiled.get(key) or self._compile(key)
+
+    def _compile(self, key: tuple):
+        path = self.graph_path(*key)
+        if not path.is_file():
+            try:
+                self._build(path, *key)
+            except OSError as exc:
+                raise VmatteError(f"cannot write the compiled model to {path.parent}: {exc}") from None
+        # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
+        compiled = import_openvino().Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
         return self._compiled[key]
 
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
         height, width = frames.shape[2:]
-        request, shapes = self.compiled(height, width, downsample_ratio, need_fgr)
-        state = [np.zeros(s, np.float32) for s in shapes] if state is None else [r.float().numpy() for r in state]
+        compiled, shapes = self.compiled(height, width, downsample_ratio, need_fgr)
+        request = compiled.create_infer_request()
+        if state is None:
+            state = [np.zeros(shape, np.float32) for shape in shapes]
+        else:
+            state = [np.ascontiguousarray(r.float().numpy()) for r in state]
         phas, fgrs = [], []
         for frame in frames.float():
             request.infer([np.ascontiguousarray(frame[None].numpy()), *state], share_inputs=False)

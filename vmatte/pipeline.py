@@ -50,6 +50,7 @@ class JobSettings:
     downsample_ratio: float | None = None  # None: auto
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"  # auto, torch, openvino (inference.BACKENDS)
     semantics: str = "torch"
     refiner: str | None = None
     chunk: int = 4
@@ -174,7 +175,7 @@ def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) ->
     """The model a job asks for, on its device and precision (a batch loads it once for all its clips)."""
     return MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
                               precision=settings.precision, semantics=settings.semantics, refiner=settings.refiner,
-                              notice=notice)
+                              backend=settings.backend, notice=notice)
 
 
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:

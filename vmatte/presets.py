@@ -8,6 +8,7 @@ left out keeps its usual default)::
     model = "rvm-mobilenetv3"        # or a list: the first whose weights are here is used, else the last
     downsample_ratio = "auto"        # "auto", a number in (0, 1], or an internal long side such as "768px"
     precision = "auto"               # auto, fp32, fp16, bf16
+    backend = "auto"                 # auto, torch, openvino
     device = "auto"                  # auto, cpu, cuda, mps
     semantics = "torch"              # torch (official PyTorch numerics) or tfjs (the TF.js export's)
     refiner = "auto"                 # auto (the weights' own), deep_guided_filter, fast_guided_filter
@@ -43,7 +44,7 @@ from pathlib import Path
 import vmatte
 
 from .errors import VmatteError
-from .inference import PRECISIONS
+from .inference import BACKENDS, PRECISIONS
 from .io import probe
 from .models.semantics import BY_NAME as SEMANTICS_BY_NAME
 from .models.weights import MODELS, cache_dir, find_local
@@ -160,6 +161,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "downsample_ratio": (RATIO_FORMS, parse_downsample_ratio),
     "precision": (f"one of auto, {', '.join(PRECISIONS)}", _one_of("auto", *PRECISIONS)),
     "device": ("one of auto, cpu, cuda, mps", _one_of("auto", "cpu", "cuda", "mps")),
+    "backend": (f"one of {', '.join(BACKENDS)}", _one_of(*BACKENDS)),
     "semantics": (f"one of {', '.join(SEMANTICS_BY_NAME)}", _one_of(*SEMANTICS_BY_NAME)),
     "refiner": ("one of auto, deep_guided_filter, fast_guided_filter", _refiner),
     "chunk": ("a whole number from 1 to 64", _chunk),
