@@ -2,7 +2,7 @@
 side with an earlier checkout of vmatte, in one run:
 
     VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/model_speed.py \\
-        [--baseline /tmp/base] [--backends torch,openvino] [--rounds 5] [--frames 8] [--fgr]
+        [--baseline /tmp/base] [--backends torch,openvino] [--heights 1080,720,540] [--rounds 5] [--frames 8] [--fgr]
 
 Cases: 1920x1080 at ratio 0.25, 1280x720 and 960x540 at the automatic ratio (long side 640 px). Each variant
 (every backend of this checkout, plus PyTorch from ``--baseline``, e.g. ``git worktree add /tmp/base 8d20426``)
@@ -81,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, help="Checkout of earlier vmatte code, timed on PyTorch.")
     parser.add_argument("--backends", default="torch,openvino")
+    parser.add_argument("--heights", default="1080,720,540", help="Which of the cases to run, by frame height.")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--frames", type=int, default=8, help="Frames per variant per round (whole chunks of 4).")
     parser.add_argument("--fgr", action="store_true", help="Alpha and foreground (default: alpha only).")
@@ -98,7 +99,7 @@ def main() -> None:
           f"{' | '.join('speed-up ' + v.name for v in variants[1:])} |")
     print("|" + " --- |" * (2 + 2 * len(variants) - 1))
     try:
-        for (width, height), ratio in CASES:
+        for (width, height), ratio in [case for case in CASES if str(case[0][1]) in args.heights.split(",")]:
             replies = [v.ask(f"case {width} {height} {ratio or 'auto'}") for v in variants]
             times: list[list[float]] = [[] for _ in variants]
             for _ in range(args.rounds):

@@ -26,8 +26,8 @@ class ConvGRU(nn.Module):
         if h is None:
             h = torch.zeros_like(x[:batch])
         if x.shape[0] == batch:
-            # One frame per sequence: no time loop, so graph exporters (OpenVINO, ONNX) see plain tensor ops;
-            # the writes into views below are what made a traced export lose the output.
+            # One frame per sequence: no time loop and no writes into views (which tracers do not follow), so
+            # a traced graph (OpenVINO) is plain tensor ops.
             h = self.step(x, h)
             return h, h
         frames = x.unflatten(0, (batch, -1))
