@@ -118,9 +118,8 @@ def run_command(
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
         overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
-                           semantics=semantics,
-                           refiner=refiner, chunk=chunk, png_depth=png_depth, premultiplied=premultiplied,
-                           background=bg, skip_corrupt=skip_corrupt)
+                           semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
+                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt)
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
         if fps is not None:

@@ -52,8 +52,8 @@ def auto_downsample_ratio(height: int, width: int) -> float:
 
 
 def choose_backend(name: str, device: torch.device, dtype: torch.dtype, family: str) -> str:
-    """``auto``: OpenVINO for RVM in fp32 on the CPU where the package is installed (1.9-2.5x PyTorch there;
-    README, "Speed"), else PyTorch (GPUs, half precision, MODNet)."""
+    """``auto``: OpenVINO for RVM in fp32 on the CPU where the package is installed (2.3-2.6x PyTorch there;
+    README, "CPU inference backends"), else PyTorch (GPUs, half precision, MODNet)."""
     if name not in BACKENDS:
         raise VmatteError(f"--backend {name}: choose {', '.join(BACKENDS)}")
     if name != "auto":
