@@ -1,51 +1,122 @@
-"""Frames per second of the RVM network alone (frames already in memory), as the model issue asks:
-1920x1080 at downsample ratio 0.25 and 960x540 at 0.4, alpha + foreground, on this machine's CPU.
+"""Milliseconds per frame of the RVM network alone (frames already in memory), per inference backend, side by
+side with an earlier checkout of vmatte, in one run:
 
-    python benchmarks/model_speed.py [--weights PATH] [--frames 60] [--chunk 4] [--alpha-only]
+    VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/model_speed.py \\
+        [--baseline /tmp/base] [--backends torch,openvino] [--heights 1080,720,540] [--rounds 5] [--frames 8] [--fgr]
 
-Without --weights it uses the model vmatte would use by default (VMATTE_WEIGHTS / cache lookup).
+Cases: 1920x1080 at ratio 0.25, 1280x720 and 960x540 at the automatic ratio (long side 640 px). Each variant
+(every backend of this checkout, plus PyTorch from ``--baseline``, e.g. ``git worktree add /tmp/base 8d20426``)
+runs in its own process; the variants take turns, ``--frames`` frames each per round (A, B, C, A, B, C, ...), so
+a busy shared machine slows them alike, and the table gives each one's median over the rounds and its speed
+relative to the baseline (or to torch). Frames are the bedroom sample, resized; chunk 4 as the pipeline runs;
+alpha only unless ``--fgr``. Compiled backends build (or read from the cache) before timing starts.
 """
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared/samples/portrait_videos/sam2_bedroom_child_960x540.mp4"
+CASES = [((1920, 1080), 0.25), ((1280, 720), None), ((960, 540), None)]
+CHUNK = 4
 
-from vmatte.inference import MattingEngine, choose_device
 
-CASES = [((1080, 1920), 0.25), ((540, 960), 0.4)]
+def worker(backend: str | None, fgr: bool) -> None:
+    """Runs in a variant's process: loads the model, then answers 'case W H RATIO' and 'time N' lines on stdin
+    with JSON on stdout. ``backend`` None: code from before backends existed (no backend argument)."""
+    import cv2
+    import torch
+
+    from vmatte.inference import MattingEngine, auto_downsample_ratio
+    from vmatte.io import open_source
+
+    with open_source(SAMPLE) as source:
+        pictures = [frame.rgb for _, frame in zip(range(CHUNK), source.frames())]
+    extra = {} if backend is None else {"backend": backend}
+    engine = MattingEngine.load(device=torch.device("cpu"), precision="fp32", notice=lambda m: None, **extra)
+    frames = ratio = state = None
+    for line in sys.stdin:
+        command, *args = line.split()
+        if command == "case":
+            width, height = int(args[0]), int(args[1])
+            ratio = float(args[2]) if args[2] != "auto" else auto_downsample_ratio(height, width)
+            resized = [cv2.resize(p, (width, height), interpolation=cv2.INTER_AREA) for p in pictures]
+            # As the pipeline hands frames over: channels-last views of the decoded HWC pictures.
+            frames = torch.from_numpy(__import__("numpy").stack(resized)).permute(0, 3, 1, 2).float().div_(255)
+            state = engine.run(frames, None, ratio, need_fgr=fgr).state  # warm-up; builds a compiled graph
+            reply = {"ratio": ratio, "engine": engine.describe()}
+        else:
+            count = int(args[0])
+            start = time.perf_counter()
+            for _ in range(0, count, CHUNK):
+                state = engine.run(frames, state, ratio, need_fgr=fgr).state
+            reply = {"ms": 1000 * (time.perf_counter() - start) / (-(-count // CHUNK) * CHUNK)}
+        print(json.dumps(reply), flush=True)
+
+
+class Variant:
+    def __init__(self, name: str, root: Path, backend: str | None, fgr: bool):
+        self.name = name
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        command = [sys.executable, __file__, "--worker", backend or "none"] + (["--fgr"] if fgr else [])
+        self.process = subprocess.Popen(command, env=env, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+
+    def ask(self, line: str) -> dict:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit(f"{self.name}: the worker stopped")
+        return json.loads(answer)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="rvm-mobilenetv3")
-    parser.add_argument("--weights")
-    parser.add_argument("--refiner", choices=["deep_guided_filter", "fast_guided_filter"])
-    parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--chunk", type=int, default=4)
-    parser.add_argument("--alpha-only", action="store_true")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--baseline", type=Path, help="Checkout of earlier vmatte code, timed on PyTorch.")
+    parser.add_argument("--backends", default="torch,openvino")
+    parser.add_argument("--heights", default="1080,720,540", help="Which of the cases to run, by frame height.")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=8, help="Frames per variant per round (whole chunks of 4).")
+    parser.add_argument("--fgr", action="store_true", help="Alpha and foreground (default: alpha only).")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(None if args.worker == "none" else args.worker, args.fgr)
+        return
 
-    device = choose_device(args.device)
-    for (height, width), ratio in CASES:
-        engine = MattingEngine.load(args.model, args.weights, device=device, precision=args.precision,
-                                    refiner=args.refiner)
-        frames = torch.rand(args.chunk, height, width, 3).permute(0, 3, 1, 2)  # decoded frames are HWC
-        state = None
-        engine.run(frames, state, ratio, need_fgr=not args.alpha_only)  # warm-up: allocator, kernels
-        done = 0
-        start = time.perf_counter()
-        while done < args.frames:
-            out = engine.run(frames, state, ratio, need_fgr=not args.alpha_only)
-            state = out.state
-            done += args.chunk
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        fps = done / (time.perf_counter() - start)
-        print(f"{width}x{height} ratio {ratio}: {fps:.1f} fps ({engine.describe()}, chunk {args.chunk}, "
-              f"{'alpha only' if args.alpha_only else 'alpha + foreground'})")
+    variants = [Variant(f"baseline ({args.baseline.name})", args.baseline, None, args.fgr)] if args.baseline else []
+    variants += [Variant(backend, REPO, backend, args.fgr) for backend in args.backends.split(",")]
+    print(f"# {' '.join(sys.argv)}; {'alpha + foreground' if args.fgr else 'alpha only'}, chunk {CHUNK}, "
+          f"{args.rounds} rounds x {args.frames} frames per variant, interleaved")
+    print(f"| input | ratio | {' | '.join(v.name + ' ms/frame' for v in variants)} | "
+          f"{' | '.join('speed-up ' + v.name for v in variants[1:])} |")
+    print("|" + " --- |" * (2 + 2 * len(variants) - 1))
+    try:
+        for (width, height), ratio in [case for case in CASES if str(case[0][1]) in args.heights.split(",")]:
+            replies = [v.ask(f"case {width} {height} {ratio or 'auto'}") for v in variants]
+            times: list[list[float]] = [[] for _ in variants]
+            for _ in range(args.rounds):
+                for v, series in zip(variants, times):
+                    series.append(v.ask(f"time {args.frames}")["ms"])
+            medians = [statistics.median(series) for series in times]
+            # Ratios per round (each pair timed minutes apart at most), then their median: steadier than
+            # a ratio of medians on a machine whose load changes.
+            ups = [statistics.median(a / b for a, b in zip(times[0], series)) for series in times[1:]]
+            print(f"| {width}x{height} | {replies[0]['ratio']:.3f} | {' | '.join(f'{m:.0f}' for m in medians)} | "
+                  f"{' | '.join(f'{u:.2f}x' for u in ups)} |", flush=True)
+        for v, reply in zip(variants, replies):
+            print(f"# {v.name}: {reply['engine']}")
+    finally:
+        for v in variants:
+            v.process.stdin.close()
+            v.process.wait()
 
 
 if __name__ == "__main__":

@@ -8,12 +8,17 @@ speed       fps for alpha-only PNG (16-bit), alpha-only ProRes and foreground Pr
 memory      peak resident memory of a run on a 10-second and a 10-minute 640x360 clip (same sample, looped;
             alpha ProRes, ratio 0.5)
 checkpoint  fps with the usual segment/checkpoint cadence against one segment for the whole clip
+compare     this checkout against ``--baseline`` (an earlier checkout, e.g. ``git worktree add /tmp/base 8d20426``),
+            runs taking turns (A, B, A, B): 1920x1080 ratio 0.25 8-bit PNG alpha, and 1280x720 at default
+            settings with alpha + foreground ProRes; ``--rounds`` runs each
 Each run is a separate ``vmatte`` process (its own start-up excluded from fps: the figure is the one vmatte
 prints, frames over the time from the first decoded frame to the finished files).
 """
 
 import argparse
+import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import av
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared/samples/portrait_videos/sam2_bedroom_child_960x540.mp4"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared/samples/portrait_videos/sam2_bedroom_child_960x540.mp4"
 RATE = Fraction(30)
 
 
@@ -47,10 +53,11 @@ def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
     return path
 
 
-def run_vmatte(args: list[str], cwd: Path) -> float:
-    """The fps vmatte reports for one run."""
+def run_vmatte(args: list[str], cwd: Path, code: Path | None = None) -> float:
+    """The fps vmatte reports for one run (of the vmatte in ``code``, else the one installed)."""
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     result = subprocess.run([sys.executable, "-m", "vmatte", *args, "--overwrite", "--fresh"], cwd=cwd,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit(f"vmatte failed: {result.stderr}")
     return float(re.search(r"\(([\d.]+) fps\)", result.stderr).group(1))
@@ -98,11 +105,32 @@ def checkpoint_overhead(work: Path, seconds: int) -> None:
           f"overhead {100 * (1 - with_cp / without):.1f} %")
 
 
+def compare(work: Path, seconds: int, baseline: Path, rounds: int) -> None:
+    variants = {f"baseline ({baseline.name})": baseline, "this checkout": REPO}
+    print(f"| input | outputs | {' | '.join(f'{name} fps' for name in variants)} | speed-up |")
+    print("| --- | --- | --- | --- | --- |")
+    for (width, height), label, outputs in (((1920, 1080), "alpha PNG 8-bit, r 0.25",
+                                             ["--out", "alpha/", "--png-depth", "8", "-r", "0.25"]),
+                                            ((1280, 720), "alpha + fgr ProRes, defaults",
+                                             ["--out", "a.mov", "--fgr", "f.mov"])):
+        clip = make_clip(work / f"clip_{width}x{height}_{seconds}s.mp4", width, height, int(seconds * RATE))
+        run_vmatte([str(clip), *outputs], work, REPO)  # untimed: builds this shape's compiled model, if any
+        fps: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, code in variants.items():
+                fps[name].append(run_vmatte([str(clip), *outputs], work, code))
+        medians = [statistics.median(runs) for runs in fps.values()]
+        ups = statistics.median(b / a for a, b in zip(*fps.values()))
+        print(f"| {width}x{height} | {label} | {' | '.join(f'{m:.2f}' for m in medians)} | {ups:.2f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", default="speed,memory,checkpoint")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--long-minutes", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, help="Earlier checkout for --experiments compare.")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, help="Folder for the generated clips (kept between runs).")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="vmatte-bench-"))
@@ -113,7 +141,8 @@ def main() -> None:
         print(f"\n## {experiment}")
         {"speed": lambda: speed(work, args.seconds),
          "memory": lambda: memory(work, args.seconds, args.long_minutes),
-         "checkpoint": lambda: checkpoint_overhead(work, args.seconds)}[experiment]()
+         "checkpoint": lambda: checkpoint_overhead(work, args.seconds),
+         "compare": lambda: compare(work, args.seconds, args.baseline, args.rounds)}[experiment]()
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -40,3 +40,9 @@ def golden_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def weights_dir(shared_dir) -> Path:
     return _require(shared_dir / "weights")
+
+
+@pytest.fixture(scope="session")
+def compiled_cache(tmp_path_factory) -> Path:
+    """One cache of compiled models for the session, so tests of the same shape share a build."""
+    return tmp_path_factory.mktemp("compiled")

@@ -24,6 +24,7 @@ import media
 import numpy as np
 import pytest
 import torch
+from backends import BACKENDS
 from typer.testing import CliRunner
 
 from vmatte import __version__
@@ -97,10 +98,12 @@ def golden_frames(golden_dir, tmp_path_factory):
     return cases
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("semantics", ["tfjs", "torch"])
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 @pytest.mark.parametrize("form", ["folder", "pattern"])
-def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frames, tmp_path, case, semantics, form):
+def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frames, tmp_path, case, semantics, form,
+                                           backend):
     """The frames given as a folder or as a frame pattern (frames/%06d.png) are the same input."""
     frames, ratio = golden_frames[case]
     if form == "pattern":
@@ -108,7 +111,8 @@ def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frame
     golden = golden_dir / (f"{case}.npz" if semantics == "tfjs" else f"torch_semantics/{case}.npz")
     expected = np.load(golden, allow_pickle=False)["pha"][:8, ..., 0]
     out = tmp_path / "alpha"
-    args = [frames, "--weights", WEIGHTS, "--downsample-ratio", repr(ratio), "--out", f"{out}/", "--png-depth", 16]
+    args = [frames, "--weights", WEIGHTS, "--downsample-ratio", repr(ratio), "--out", f"{out}/", "--png-depth", 16,
+            "--backend", backend]
     if semantics == "tfjs":
         args += ["--semantics", "tfjs"]
     result = vmatte("run", *args, "-q")

@@ -1,11 +1,13 @@
 """The clean-room RVM reproduces the official model: golden outputs of the official TF.js graph (TF.js
 semantics) and of the official PyTorch code (torch semantics), with the official uint8 weights, run both
-frame by frame and as one chunk, with BatchNorm folded as in production."""
+frame by frame and as one chunk, with BatchNorm folded as in production, on every inference backend."""
 
 import numpy as np
 import pytest
 import torch
+from backends import BACKENDS
 
+from vmatte.inference import MattingEngine
 from vmatte.models.loader import load_rvm, prepare_for_inference
 
 CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
@@ -14,6 +16,14 @@ CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.
 @pytest.fixture(scope="module")
 def tfjs_weights(weights_dir):
     return weights_dir / "rvm_mobilenetv3_tfjs_int8"
+
+
+def load_engine(weights, semantics: str, backend: str, cache):
+    engine = MattingEngine.load("rvm-mobilenetv3-int8", weights, device=torch.device("cpu"), precision="fp32",
+                                semantics=semantics, backend=backend)
+    if backend != "torch":
+        engine.cache = cache
+    return engine
 
 
 def assert_matches_golden(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
@@ -40,19 +50,42 @@ def run_model(model, frames: np.ndarray, ratio: float, chunked: bool):
         return torch.cat(phas), torch.cat(fgrs), state
 
 
+def run_engine(engine, frames: np.ndarray, ratio: float, chunked: bool):
+    """The engine as the pipeline calls it: (T, 3, H, W) frames, the state carried from call to call."""
+    src = torch.from_numpy(frames.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    calls = [src] if chunked else src.split(1)
+    state, phas, fgrs = None, [], []
+    for frames_in in calls:
+        out = engine.run(frames_in, state, ratio, need_fgr=True)
+        state = out.state
+        phas.append(out.pha[0])
+        fgrs.append(out.fgr[0])
+    return torch.cat(phas), torch.cat(fgrs), state
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["frame_by_frame", "chunk"])
 @pytest.mark.parametrize("semantics", ["tfjs", "torch"])
 @pytest.mark.parametrize("case", CASES)
-def test_golden(golden_dir, tfjs_weights, case, semantics, chunked):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden(golden_dir, tfjs_weights, compiled_cache, case, semantics, chunked, backend):
     inputs = np.load(golden_dir / f"{case}.npz", allow_pickle=False)
     expected = inputs if semantics == "tfjs" else np.load(golden_dir / "torch_semantics" / f"{case}.npz")
-    model = prepare_for_inference(load_rvm(tfjs_weights, semantics=semantics), torch.device("cpu"), torch.float32)
-    pha, fgr, state = run_model(model, inputs["frames"], float(inputs["downsample_ratio"]), chunked)
+    engine = load_engine(tfjs_weights, semantics, backend, compiled_cache)
+    pha, fgr, state = run_engine(engine, inputs["frames"], float(inputs["downsample_ratio"]), chunked)
     assert_matches_golden(pha.permute(0, 2, 3, 1).numpy(), expected["pha"], "pha")
     assert_matches_golden(fgr.permute(0, 2, 3, 1).numpy(), expected["fgr"], "fgr")
     for i, r in enumerate(state, start=1):
         diff = np.abs(r.permute(0, 2, 3, 1).numpy() - expected[f"r{i}"])
         assert diff.max() <= 1e-3, f"r{i}: max |diff| {diff.max():.2e}"
+
+
+def test_network_alone_matches_golden(golden_dir, tfjs_weights):
+    """The network module called directly (no engine) as one chunk, as the tests before backends did."""
+    inputs = np.load(golden_dir / "webcamface_320x214_r0.375.npz", allow_pickle=False)
+    model = prepare_for_inference(load_rvm(tfjs_weights, semantics="tfjs"), torch.device("cpu"), torch.float32)
+    pha, fgr, _ = run_model(model, inputs["frames"], 0.375, chunked=True)
+    assert_matches_golden(pha.permute(0, 2, 3, 1).numpy(), inputs["pha"], "pha")
+    assert_matches_golden(fgr.permute(0, 2, 3, 1).numpy(), inputs["fgr"], "fgr")
 
 
 def test_semantics_really_differ(golden_dir, tfjs_weights):

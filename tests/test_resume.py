@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from backends import BACKENDS
 
 from vmatte.resume import CHECKPOINT, load_checkpoint, work_dir_for
 
@@ -109,12 +110,24 @@ def long_clip(samples_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, long_clip):
-    """An uninterrupted run: ProRes alpha, ProRes foreground and a PNG alpha sequence."""
-    folder = tmp_path_factory.mktemp("reference")
-    result = run_to_end([str(long_clip), *LONG_ARGS], folder)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder
+def references(tmp_path_factory, long_clip):
+    """Uninterrupted runs (ProRes alpha, ProRes foreground and a PNG alpha sequence), one per backend asked."""
+    made = {}
+
+    def reference(backend: str = "auto") -> Path:
+        if backend not in made:
+            folder = tmp_path_factory.mktemp(f"reference-{backend}")
+            result = run_to_end([str(long_clip), *LONG_ARGS, "--backend", backend], folder)
+            assert result.returncode == 0, result.stdout + result.stderr
+            made[backend] = folder
+        return made[backend]
+
+    return reference
+
+
+@pytest.fixture(scope="module")
+def reference(references):
+    return references()
 
 
 LONG_ARGS = ["--out", "alpha.mov", "--fgr", "fgr.mov", "--comp", "comp/", "--bg", "#2040ff", "-r", "0.5",
@@ -122,9 +135,11 @@ LONG_ARGS = ["--out", "alpha.mov", "--fgr", "fgr.mov", "--comp", "comp/", "--bg"
 LONG_OUTPUTS = ["alpha.mov", "fgr.mov", "comp"]
 
 
-def test_killed_once_resumes_exactly(tmp_path, long_clip, reference):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_once_resumes_exactly(tmp_path, long_clip, references, backend):
     rng = random.Random(1)
-    args = [str(long_clip), *LONG_ARGS]
+    reference = references(backend)
+    args = [str(long_clip), *LONG_ARGS[:-1], "--backend", backend, "-q"]
     reached = kill_at_random_frame(args, tmp_path, tmp_path / ".alpha.mov.vmatte", rng)
     assert not (tmp_path / "alpha.mov").exists() and not (tmp_path / "comp").exists()
     result = run_to_end(args[:-1], tmp_path)  # not quiet: it says where it resumed

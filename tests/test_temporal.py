@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from backends import BACKENDS
 
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
@@ -22,10 +23,14 @@ CLIP_B = "portrait_videos/sam2_bedroom_child_960x540.mp4"
 SIZE = (160, 107)  # small frames keep these tests fast
 
 
-@pytest.fixture(scope="module")
-def engine(weights_dir):
-    return MattingEngine.load("rvm-mobilenetv3-int8", weights_dir / "rvm_mobilenetv3_tfjs_int8",
-                              semantics="torch", notice=lambda m: None)
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request, weights_dir, compiled_cache):
+    """The model on each backend: pre-roll, cuts and save/restore go through the engine's state API alike."""
+    engine = MattingEngine.load("rvm-mobilenetv3-int8", weights_dir / "rvm_mobilenetv3_tfjs_int8",
+                                semantics="torch", backend=request.param, notice=lambda m: None)
+    if request.param != "torch":
+        engine.cache = compiled_cache
+    return engine
 
 
 def small_frames(path, count):

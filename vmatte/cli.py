@@ -89,6 +89,8 @@ def run_command(
                                               "(long side about 640 px)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
+    backend: str = typer.Option(None, "--backend", help="Inference backend: auto (OpenVINO on the CPU where "
+                                                        "installed, else PyTorch), torch or openvino."),
     semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs "
                                                             "(the TF.js export's, for parity)."),
     refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
@@ -123,9 +125,9 @@ def run_command(
     with user_errors():
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
-        overrides = _given(model=model, weights=weights, device=device, precision=precision, semantics=semantics,
-                           refiner=refiner, chunk=chunk, png_depth=png_depth, premultiplied=premultiplied,
-                           background=bg, skip_corrupt=skip_corrupt)
+        overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
+                           semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
+                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt)
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
         if fps is not None:

@@ -158,7 +158,7 @@ def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) ->
     """The model a job asks for, on its device and precision (a batch loads it once for all its clips)."""
     return MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
                               precision=settings.precision, semantics=settings.semantics, refiner=settings.refiner,
-                              notice=notice)
+                              backend=settings.backend, notice=notice)
 
 
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:

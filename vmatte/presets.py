@@ -8,6 +8,7 @@ left out keeps its usual default)::
     model = "rvm-mobilenetv3"        # or a list: the first whose weights are here is used, else the last
     downsample_ratio = "auto"        # "auto", a number in (0, 1], or an internal long side such as "768px"
     precision = "auto"               # auto, fp32, fp16, bf16
+    backend = "auto"                 # auto, torch, openvino
     device = "auto"                  # auto, cpu, cuda, mps
     semantics = "torch"              # torch (official PyTorch numerics) or tfjs (the TF.js export's)
     refiner = "auto"                 # auto (the weights' own), deep_guided_filter, fast_guided_filter
@@ -46,7 +47,7 @@ from .errors import VmatteError
 from .io import probe
 from .io.sequence import is_pattern, sequence_name
 from .models.weights import MODELS, cache_dir, find_local
-from .settings import OUTPUT_KINDS, PRECISION_NAMES, SEMANTICS_NAMES, JobSettings
+from .settings import BACKENDS, OUTPUT_KINDS, PRECISION_NAMES, SEMANTICS_NAMES, JobSettings
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -159,6 +160,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "downsample_ratio": (RATIO_FORMS, parse_downsample_ratio),
     "precision": (f"one of auto, {', '.join(PRECISION_NAMES)}", _one_of("auto", *PRECISION_NAMES)),
     "device": ("one of auto, cpu, cuda, mps", _one_of("auto", "cpu", "cuda", "mps")),
+    "backend": (f"one of {', '.join(BACKENDS)}", _one_of(*BACKENDS)),
     "semantics": (f"one of {', '.join(SEMANTICS_NAMES)}", _one_of(*SEMANTICS_NAMES)),
     "refiner": ("one of auto, deep_guided_filter, fast_guided_filter", _refiner),
     "chunk": ("a whole number from 1 to 64", _chunk),

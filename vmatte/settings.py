@@ -10,6 +10,7 @@ from pathlib import Path
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
+BACKENDS = ("auto", "torch", "openvino")  # inference backends (inference.choose_backend)
 SEMANTICS_NAMES = ("torch", "tfjs")  # official PyTorch numerics (default), the TF.js export's
 SMOOTHERS = ("ofd",)
 
@@ -60,6 +61,7 @@ class JobSettings:
     downsample_ratio: float | None = None  # None: auto
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"  # auto, torch, openvino (BACKENDS)
     semantics: str = "torch"
     refiner: str | None = None
     chunk: int = 4

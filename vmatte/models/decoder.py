@@ -16,17 +16,25 @@ class ConvGRU(nn.Module):
         self.ih = nn.Sequential(nn.Conv2d(channels * 2, channels * 2, 3, padding=1), nn.Sigmoid())
         self.hh = nn.Sequential(nn.Conv2d(channels * 2, channels, 3, padding=1), nn.Tanh())
 
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One frame: the new state."""
+        r, z = self.ih(torch.cat([x, h], dim=1)).split(self.channels, dim=1)
+        c = self.hh(torch.cat([x, r * h], dim=1))
+        return (1 - z) * h + z * c
+
     def forward(self, x: torch.Tensor, h: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = x.unflatten(0, (batch, -1))
         if h is None:
-            h = torch.zeros_like(frames[:, 0])
+            h = torch.zeros_like(x[:batch])
+        if x.shape[0] == batch:
+            # One frame per sequence: no time loop and no writes into views (which tracers do not follow), so
+            # a traced graph (OpenVINO) is plain tensor ops.
+            h = self.step(x, h)
+            return h, h
+        frames = x.unflatten(0, (batch, -1))
         out = torch.empty_like(x)  # keeps the input's memory layout (channels-last convolutions are faster)
         steps = out.unflatten(0, (batch, -1))
         for t in range(frames.shape[1]):
-            x_t = frames[:, t]
-            r, z = self.ih(torch.cat([x_t, h], dim=1)).split(self.channels, dim=1)
-            c = self.hh(torch.cat([x_t, r * h], dim=1))
-            h = (1 - z) * h + z * c
+            h = self.step(frames[:, t], h)
             steps[:, t] = h
         return out, h
 

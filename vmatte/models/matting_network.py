@@ -65,24 +65,28 @@ class MattingNetwork(nn.Module):
                 need_fgr: bool = True) -> MattingOutput:
         """src: (B, T, 3, H, W) RGB in [0, 1]."""
         batch, frames = src.shape[:2]
-        fine = src.flatten(0, 1)
+        fgr, pha, state = self.frames(src.flatten(0, 1), state or [None] * 4, downsample_ratio, need_fgr, batch)
+        fgr = fgr.unflatten(0, (batch, frames)) if fgr is not None else None
+        return MattingOutput(fgr, pha.unflatten(0, (batch, frames)), state)
+
+    def frames(self, fine: torch.Tensor, state: list, downsample_ratio: float, need_fgr: bool, batch: int = 1):
+        """The network on time-flattened frames (B*T, 3, H, W) -> (fgr or None, pha, state). With one frame per
+        sequence (B*T == B) this is a plain feed-forward graph of the frame and the state tensors: the form a
+        compiled backend exports (``inference_openvino.py``)."""
         base = self.semantics.downsample(fine, downsample_ratio) if downsample_ratio != 1 else fine
         f1, f2, f3, f4 = self.backbone(self.semantics.normalize(base))
         f4 = self.aspp(f4)
-        hid, state = self.decoder(base, f1, f2, f3, f4, state or [None] * 4, batch)
+        hid, state = self.decoder(base, f1, f2, f3, f4, state, batch)
         fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)
         if downsample_ratio == 1:
-            fgr = (fgr_residual + fine).clamp_(0.0, 1.0) if need_fgr else None
-            pha = pha.clamp(0.0, 1.0)
-        else:
-            # The guided filter runs in float32 whatever the network's precision: its variances come from
-            # differences of nearly equal box means, and in float16 or bfloat16 that cancellation left mattes
-            # wrong by up to 1.0 on edge pixels (0.1 % of pixels in fp16, 3 % in bf16, at ratio 0.5).
-            a, b = self.refiner(base.float(), fgr_residual.float(), pha.float(), hid.float(), self.semantics,
-                                need_fgr)
-            fgr, pha = _apply_coefficients(a, b, fine, need_fgr)
-        fgr = fgr.unflatten(0, (batch, frames)) if fgr is not None else None
-        return MattingOutput(fgr, pha.unflatten(0, (batch, frames)), state)
+            fgr = (fgr_residual + fine).clamp(0.0, 1.0) if need_fgr else None
+            return fgr, pha.clamp(0.0, 1.0), state
+        # The guided filter runs in float32 whatever the network's precision: its variances come from
+        # differences of nearly equal box means, and in float16 or bfloat16 that cancellation left mattes
+        # wrong by up to 1.0 on edge pixels (0.1 % of pixels in fp16, 3 % in bf16, at ratio 0.5).
+        a, b = self.refiner(base.float(), fgr_residual.float(), pha.float(), hid.float(), self.semantics, need_fgr)
+        fgr, pha = _apply_coefficients(a, b, fine, need_fgr)
+        return fgr, pha, state
 
 
 def _apply_coefficients(a: torch.Tensor, b: torch.Tensor, fine: torch.Tensor, need_fgr: bool):

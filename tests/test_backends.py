@@ -1,0 +1,137 @@
+"""Inference backends: which one ``auto`` picks, the compiled-model cache, the option on the command line and in
+presets, and one clear line when a backend's package is missing. Golden parity per backend is in
+test_model_golden.py and test_cli.py, resume per backend in test_resume.py and test_temporal.py."""
+
+import sys
+
+import media
+import numpy as np
+import pytest
+import torch
+from backends import BACKENDS
+from typer.testing import CliRunner
+
+from vmatte.cli import app
+from vmatte.errors import VmatteError
+from vmatte.inference import MattingEngine, choose_backend
+from vmatte.presets import load_preset
+
+SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
+CPU = torch.device("cpu")
+needs_openvino = pytest.mark.skipif("openvino" not in BACKENDS, reason="the openvino package is not installed")
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch):
+    for name, value in media.offline_env().items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def tfjs_weights(weights_dir):
+    return weights_dir / "rvm_mobilenetv3_tfjs_int8"
+
+
+def vmatte(*args):
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def without_openvino(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # 'import openvino' now raises ImportError
+
+
+@needs_openvino
+def test_auto_picks_openvino_for_rvm_in_fp32_on_the_cpu():
+    assert choose_backend("auto", CPU, torch.float32, "rvm") == "openvino"
+
+
+@pytest.mark.parametrize("device, dtype, family", [(torch.device("cuda"), torch.float16, "rvm"),
+                                                   (torch.device("mps"), torch.float16, "rvm"),
+                                                   (CPU, torch.bfloat16, "rvm"), (CPU, torch.float32, "modnet")])
+def test_auto_stays_on_torch_elsewhere(device, dtype, family):
+    assert choose_backend("auto", device, dtype, family) == "torch"
+
+
+def test_auto_without_openvino_is_torch(monkeypatch):
+    without_openvino(monkeypatch)
+    assert choose_backend("auto", CPU, torch.float32, "rvm") == "torch"
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(VmatteError, match="--backend tensorrt: choose auto, torch, openvino"):
+        choose_backend("tensorrt", CPU, torch.float32, "rvm")
+
+
+@needs_openvino
+def test_openvino_refuses_half_precision(tfjs_weights):
+    with pytest.raises(VmatteError, match="fp32"):
+        MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, precision="bf16", backend="openvino")
+
+
+def test_missing_package_is_one_clear_line(samples_dir, tfjs_weights, tmp_path, monkeypatch):
+    without_openvino(monkeypatch)
+    result = vmatte(samples_dir / SMALL, "--out", tmp_path / "alpha.mov", "--weights", tfjs_weights,
+                    "--backend", "openvino", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --backend openvino needs the openvino package (pip install openvino), which is not installed here"]
+    assert not (tmp_path / "alpha.mov").exists()
+
+
+@needs_openvino
+def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch):
+    """The first engine builds the graph; a second one (a later run) reads it without converting again, and
+    gives the same mattes. Another ratio or semantics is another graph."""
+    import openvino
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path))
+    frames = torch.rand(2, 3, 72, 128)
+
+    def run(semantics="torch", ratio=0.5):
+        engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, semantics=semantics,
+                                    backend="openvino")
+        return engine.run(frames, None, ratio, need_fgr=False).pha
+
+    first = run()
+    built = sorted(p.relative_to(tmp_path) for p in (tmp_path / "compiled").rglob("model.*"))
+    assert [p.name for p in built] == ["model.bin", "model.xml"]
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again although the compiled model is cached")
+
+    monkeypatch.setattr(openvino, "convert_model", no_conversion)
+    assert torch.equal(run(), first)
+    with pytest.raises(AssertionError, match="converted again"):
+        run(ratio=0.25)
+    with pytest.raises(AssertionError, match="converted again"):
+        run(semantics="tfjs")
+
+
+@needs_openvino
+def test_backend_is_in_the_fingerprint(tfjs_weights):
+    torch_engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="torch")
+    openvino_engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="openvino")
+    assert torch_engine.settings()["backend"] == "torch"
+    assert openvino_engine.settings()["backend"].startswith("openvino 20")
+
+
+@needs_openvino
+def test_cli_backends_agree(samples_dir, tmp_path):
+    """The README's command with each backend: the same mattes to the golden tolerance."""
+    mattes = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / backend
+        result = vmatte(samples_dir / SMALL, "--out", f"{out}/", "--backend", backend, "-q")
+        assert result.exit_code == 0, result.output
+        mattes[backend], _ = media.read_png_sequence(out)
+    diff = np.abs(mattes["torch"] - mattes["openvino"])
+    assert diff.max() <= 1e-2 and diff.mean() <= 2e-4, (diff.max(), diff.mean())
+
+
+def test_preset_backend_key(tmp_path):
+    preset = tmp_path / "cpu.toml"
+    preset.write_text('description = "d"\nbackend = "torch"\n[outputs]\nalpha = "{stem}.mov"\n')
+    assert load_preset(preset).options["backend"] == "torch"
+    preset.write_text('description = "d"\nbackend = "onnx"\n[outputs]\nalpha = "{stem}.mov"\n')
+    with pytest.raises(VmatteError, match="line 2: backend = 'onnx' is not valid: expected one of auto, torch"):
+        load_preset(preset)

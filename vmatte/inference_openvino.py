@@ -1,0 +1,177 @@
+"""The OpenVINO backend: the same RVM network, compiled for the CPU.
+
+vmatte's own network (``vmatte/models``) with the loaded weights is traced for one frame at the shape in use,
+as a plain graph from (frame, r1, r2, r3, r4) to (alpha, [foreground], r1, r2, r3, r4), converted in process by
+OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). The file name is a digest of
+everything the graph depends on, so a later run with the same settings reads it at once, and a change of
+weights, shape, ratio, semantics, network code or library version builds a new one. Everything runs in float32
+(the guided filter must: see ``MattingNetwork.frames``); the golden tests hold this backend to the same
+tolerances as the PyTorch path.
+
+The recurrent state stays a list of PyTorch tensors, as the PyTorch engine returns it, so pre-roll, shot cuts
+and resume (``temporal.py``, ``resume.py``) work unchanged.
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models
+from .errors import VmatteError
+from .inference import MattingEngine
+from .models.matting_network import MattingNetwork, MattingOutput
+from .models.weights import cache_dir
+
+MISSING = "--backend openvino needs the openvino package (pip install openvino), which is not installed here"
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise VmatteError(MISSING) from None
+    return openvino
+
+
+def available() -> bool:
+    try:
+        import_openvino()
+    except VmatteError:
+        return False
+    return True
+
+
+class FrameGraph(torch.nn.Module):
+    """One frame through the network with the state as explicit tensors: what is traced and converted."""
+
+    def __init__(self, network: MattingNetwork, downsample_ratio: float, need_fgr: bool):
+        super().__init__()
+        self.network, self.downsample_ratio, self.need_fgr = network, downsample_ratio, need_fgr
+
+    def forward(self, src, r1, r2, r3, r4):
+        fgr, pha, state = self.network.frames(src, [r1, r2, r3, r4], self.downsample_ratio, self.need_fgr)
+        return (pha, *state) if fgr is None else (pha, fgr, *state)
+
+
+def _network_code_digest() -> str:
+    """The network's source: a changed layer must not reuse a graph built from the old code."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(models.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def state_shapes(network: MattingNetwork, height: int, width: int, downsample_ratio: float) -> list[tuple]:
+    """Shapes of r1..r4 for one frame: the network's own run on a blank frame says them exactly."""
+    with torch.inference_mode():
+        _, _, state = network.frames(torch.zeros(1, 3, height, width), [None] * 4, downsample_ratio, False)
+    return [tuple(r.shape) for r in state]
+
+
+@dataclass
+class OpenVinoEngine(MattingEngine):
+    """A ``MattingEngine`` whose ``run`` goes through OpenVINO, one frame per call, carrying the state."""
+
+    cache: Path = field(default_factory=lambda: cache_dir() / "compiled")
+    _compiled: dict = field(default_factory=dict, repr=False)  # (H, W, ratio, need_fgr) -> (compiled, shapes)
+    # A batch runs clips in threads on one engine: one build per shape, and one inference request per call.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_engine(cls, engine: MattingEngine) -> "OpenVinoEngine":
+        if engine.family != "rvm":
+            raise VmatteError(f"--backend openvino runs RVM models; {engine.model_name} runs on --backend torch")
+        if engine.device.type != "cpu" or engine.dtype != torch.float32:
+            raise VmatteError("--backend openvino runs on the CPU in fp32; use --backend torch for "
+                              f"{engine.device.type} {str(engine.dtype).removeprefix('torch.')}")
+        import_openvino()
+        return cls(engine.model, engine.model_name, engine.family, engine.weights_path, engine.device, engine.dtype)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "backend": f"openvino {import_openvino().__version__}"}
+
+    def graph_key(self, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> str:
+        """Digest of everything the compiled graph depends on."""
+        semantics = self.model.semantics
+        parts = {"weights_sha256": self.weights_sha256, "size": [height, width], "ratio": downsample_ratio,
+                 "need_fgr": need_fgr, "semantics": [semantics.name, semantics.mean, semantics.std, semantics.inv_std],
+                 "refiner": self.model.refiner_name, "network_code": _network_code_digest(),
+                 "openvino": import_openvino().__version__, "torch": torch.__version__}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+    def graph_path(self, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> Path:
+        key = self.graph_key(height, width, downsample_ratio, need_fgr)
+        return self.cache / f"rvm-{height}x{width}-r{downsample_ratio:g}-{'fgr' if need_fgr else 'alpha'}-{key}" \
+            / "model.xml"
+
+    def _build(self, path: Path, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> None:
+        """Traces and converts the network, then puts the IR in place atomically (a folder renamed whole)."""
+        ov = import_openvino()
+        shapes = state_shapes(self.model, height, width, downsample_ratio)
+        example = (torch.zeros(1, 3, height, width), *(torch.zeros(s) for s in shapes))
+        with warnings.catch_warnings():
+            # The tracer warns about the shape tests in the network (the graph is built for this one shape),
+            # and that it is deprecated (OpenVINO's converter uses it for modules given as they are).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Static input shapes: the traced graph holds for this shape only, and OpenVINO plans memory for it.
+            graph = ov.convert_model(FrameGraph(self.model, downsample_ratio, need_fgr), example_input=example,
+                                     input=[list(tensor.shape) for tensor in example])
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent.parent))
+        try:
+            ov.save_model(graph, tmp / path.name, compress_to_fp16=False)  # keep the weights float32
+            tmp.rename(path.parent)
+        except OSError:
+            if not path.is_file():  # another process may have put the same graph in place first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def compiled(self, height: int, width: int, downsample_ratio: float, need_fgr: bool):
+        """The compiled graph for this shape (built, or read from the cache) and its state shapes."""
+        key = (height, width, downsample_ratio, need_fgr)
+        with self._lock:
+            return self._compiled.get(key) or self._compile(key)
+
+    def _compile(self, key: tuple):
+        path = self.graph_path(*key)
+        if not path.is_file():
+            try:
+                self._build(path, *key)
+            except OSError as exc:
+                raise VmatteError(f"cannot write the compiled model to {path.parent}: {exc}") from None
+        # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
+        compiled = import_openvino().Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
+        return self._compiled[key]
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
+            need_fgr: bool = True) -> MattingOutput:
+        height, width = frames.shape[2:]
+        compiled, shapes = self.compiled(height, width, downsample_ratio, need_fgr)
+        request = compiled.create_infer_request()
+        if state is None:
+            state = [np.zeros(shape, np.float32) for shape in shapes]
+        else:
+            state = [np.ascontiguousarray(r.float().numpy()) for r in state]
+        phas, fgrs = [], []
+        for frame in frames.float():
+            request.infer([np.ascontiguousarray(frame[None].numpy()), *state], share_inputs=False)
+            outputs = [tensor.data.copy() for tensor in request.output_tensors]  # the request reuses its memory
+            phas.append(outputs[0])
+            if need_fgr:
+                fgrs.append(outputs[1])
+            state = outputs[-4:]
+        pha = torch.from_numpy(np.concatenate(phas))[None]
+        fgr = torch.from_numpy(np.concatenate(fgrs))[None] if need_fgr else None
+        return MattingOutput(fgr, pha, [torch.from_numpy(r) for r in state])
