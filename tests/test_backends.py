@@ -2,6 +2,8 @@
 presets, and one clear line when a backend's package is missing. Golden parity per backend is in
 test_model_golden.py and test_cli.py, resume per backend in test_resume.py and test_temporal.py."""
 
+import os
+import subprocess
 import sys
 
 import media
@@ -135,3 +137,16 @@ def test_preset_backend_key(tmp_path):
     preset.write_text('description = "d"\nbackend = "onnx"\n[outputs]\nalpha = "{stem}.mov"\n')
     with pytest.raises(VmatteError, match="line 2: backend = 'onnx' is not valid: expected one of auto, torch"):
         load_preset(preset)
+
+
+@needs_openvino
+def test_openvino_conversion_sends_no_usage_statistics(tmp_path):
+    """OpenVINO's converter reports usage to Google Analytics by default (it writes a client id under
+    ~/intel first); vmatte turns that off. CI=true would hide it (the converter skips CI), so it is unset."""
+    script = ("import torch\nfrom vmatte.inference_openvino import import_openvino\n"
+              "import_openvino().convert_model(torch.nn.Conv2d(3, 3, 3), example_input=torch.zeros(1, 3, 8, 8))\n")
+    env = {name: value for name, value in os.environ.items() if name not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    result = subprocess.run([sys.executable, "-c", script], env={**env, "HOME": str(tmp_path)}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "intel").exists(), "OpenVINO's telemetry ran (it left its client id in ~/intel)"

@@ -15,6 +15,7 @@ and resume (``temporal.py``, ``resume.py``) work unchanged.
 import hashlib
 import json
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -34,6 +35,9 @@ MISSING = "--backend openvino needs the openvino package (pip install openvino),
 
 
 def import_openvino():
+    # OpenVINO's model converter sends usage statistics to Google Analytics unless the user has opted out; vmatte
+    # sends nothing anywhere. With its telemetry package unimportable, the converter uses its own no-op stub.
+    sys.modules.setdefault("openvino_telemetry", None)
     try:
         import openvino
     except ImportError:
