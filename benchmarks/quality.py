@@ -41,8 +41,8 @@ import numpy as np
 from vmatte.inference import MattingEngine
 from vmatte.io.background import cover, open_background
 from vmatte.metrics import evaluate_sequences
-from vmatte.settings import auto_downsample_ratio
-from vmatte.temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, TemporalOptions, cut_score, matte_frames, thumbnail
+from vmatte.settings import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, TemporalOptions, auto_downsample_ratio
+from vmatte.temporal import cut_score, matte_frames, thumbnail
 
 SHARED = Path(os.environ.get("VMATTE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 METRICS = ("mad", "mse", "grad", "dtssd")  # Conn is slow and not asked for by the issue

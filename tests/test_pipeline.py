@@ -31,7 +31,7 @@ from vmatte.inference import MattingEngine
 from vmatte.io import open_source
 from vmatte.io.probe import scan
 from vmatte.pipeline import FrameRate, JobSettings, run_job
-from vmatte.temporal import TemporalOptions
+from vmatte.settings import TemporalOptions
 
 CORRUPT = "robustness_videos/decord_corrupted.mp4"
 # Every clip the acceptance covers, with the downsample ratio it is run at (small: the check is the plumbing,

@@ -7,16 +7,8 @@ from backends import BACKENDS
 
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
-from vmatte.temporal import (
-    DEFAULT_CUT_THRESHOLD,
-    Boundary,
-    MattedFrame,
-    MattingStream,
-    TemporalOptions,
-    cut_score,
-    matte_frames,
-    thumbnail,
-)
+from vmatte.settings import DEFAULT_CUT_THRESHOLD, TemporalOptions
+from vmatte.temporal import Boundary, MattedFrame, MattingStream, cut_score, matte_frames, thumbnail
 
 CLIP_A = "portrait_videos/androidx_webcam_face_640x428.mov"
 CLIP_B = "portrait_videos/sam2_bedroom_child_960x540.mp4"
