@@ -77,6 +77,8 @@ def run_command(
     bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
+    quality: str = typer.Option(None, "--quality", help="fast, standard (default) or best: best runs the model "
+                                                        "on each frame and its mirror image (about 2x the time)."),
     downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
                                          help="Internal scale in (0, 1], a long side like 768px, or auto "
                                               "(long side about 640 px)."),
@@ -109,6 +111,7 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
+    from .ensemble import quality_level
     from .io.sequence import is_sequence
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
 
@@ -117,7 +120,9 @@ def run_command(
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
         overrides = _given(model=model, weights=weights, device=device, precision=precision, semantics=semantics,
                            refiner=refiner, chunk=chunk, png_depth=png_depth, premultiplied=premultiplied,
-                           background=bg, skip_corrupt=skip_corrupt)
+                           background=bg, skip_corrupt=skip_corrupt, quality=quality)
+        if quality is not None:
+            quality_level(quality)  # a wrong name fails here, before anything is opened
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
         if fps is not None:

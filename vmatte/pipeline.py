@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .ensemble import DEFAULT_QUALITY, EnsembleEngine, for_quality, quality_level
 from .errors import VmatteError
-from .inference import MattingEngine, auto_downsample_ratio, choose_device
+from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.sequence import is_sequence
 from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
@@ -61,6 +62,7 @@ class JobSettings:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
     fresh: bool = False  # discard saved progress instead of resuming
     sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
+    quality: str = DEFAULT_QUALITY  # fast, standard or best (ensemble.py): defaults for the ratio and refiner, passes
 
 
 @dataclass
@@ -170,11 +172,14 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
     }
 
 
-def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine:
-    """The model a job asks for, on its device and precision (a batch loads it once for all its clips)."""
-    return MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
-                              precision=settings.precision, semantics=settings.semantics, refiner=settings.refiner,
-                              notice=notice)
+def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine | EnsembleEngine:
+    """The model a job asks for, on its device and precision, run as its quality level says (a batch loads it
+    once for all its clips)."""
+    level = quality_level(settings.quality)
+    engine = MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
+                                precision=settings.precision, semantics=settings.semantics,
+                                refiner=settings.refiner or level.refiner, notice=notice)
+    return for_quality(engine, level.ensemble)
 
 
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:
@@ -215,7 +220,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         raise VmatteError(f"{single[0]}: {SINGLE_PNG_HOLDS_ONE}; {Path(settings.input).name} has "
                           f"{info.frame_count} frames")
     engine = engine or load_engine(settings, notice)
-    ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
+    ratio = settings.downsample_ratio or quality_level(settings.quality).auto_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
                           premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]

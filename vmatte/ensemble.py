@@ -1,0 +1,147 @@
+"""Quality levels: ``--quality fast|standard|best``, and the ensemble of model passes behind ``best``.
+
+An ensemble runs the model more than once on every chunk, each pass on a transformed picture (its mirror
+image, or another internal size) with its own recurrent state, turns each result back, and merges only the
+mattes (and foregrounds); the states never mix. ``EnsembleEngine`` wraps a ``MattingEngine`` behind the same
+``run(frames, state, ratio)`` interface and carries all passes' states as one flat list, so everything built
+on an engine (pre-roll and cut resets in ``temporal.py``, checkpoints and exact resume, batches) works
+unchanged: a cut resets every pass, a checkpoint holds every pass's state.
+
+The passes and merge of ``best`` were chosen on ``benchmarks/quality.py`` (README, "Quality settings").
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import VmatteError
+from .foreground import estimate_foreground
+from .inference import MattingEngine, auto_downsample_ratio
+from .models import MattingOutput
+
+MERGES = ("mean", "median", "confidence")
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio."""
+
+    mirror: bool = False
+    ratio_scale: float = 1.0
+
+    def __str__(self) -> str:
+        return ("mirror" if self.mirror else "plain") + (f"@{self.ratio_scale:g}" if self.ratio_scale != 1 else "")
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    passes: tuple[Pass, ...] = (Pass(),)
+    merge: str = "mean"
+    foreground: str = "model"  # "model": the passes' own foregrounds merged; "blur-fusion": from matte + picture
+
+    def __post_init__(self) -> None:
+        if not self.passes or self.merge not in MERGES or self.foreground not in ("model", "blur-fusion"):
+            raise ValueError(f"bad ensemble {self}")
+
+    @property
+    def is_plain(self) -> bool:
+        return self == Ensemble()
+
+    def describe(self) -> dict:
+        return {"passes": [str(p) for p in self.passes], "merge": self.merge, "foreground": self.foreground}
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What a quality level changes; options the user gives explicitly still win."""
+
+    long_side: int | None  # internal long side (px) instead of the automatic one
+    refiner: str | None  # instead of the weights' own
+    ensemble: Ensemble
+
+    def auto_ratio(self, height: int, width: int) -> float:
+        """The downsample ratio when none is given: the level's long side, else the usual automatic one."""
+        return min(1.0, self.long_side / max(height, width)) if self.long_side else auto_downsample_ratio(height, width)
+
+
+QUALITIES = {
+    "fast": Quality(384, "fast_guided_filter", Ensemble()),  # the settings of the old 'fast' preset
+    "standard": Quality(None, None, Ensemble()),
+    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True)), "mean", "blur-fusion")),
+}
+DEFAULT_QUALITY = "standard"
+
+
+def quality_level(name: str) -> Quality:
+    if name not in QUALITIES:
+        raise VmatteError(f"--quality {name}: choose {', '.join(QUALITIES)}")
+    return QUALITIES[name]
+
+
+def merge_mattes(mattes: list[torch.Tensor], how: str) -> torch.Tensor:
+    """One matte from the passes' mattes (same shape): their mean, median, or mean weighted by each pass's
+    confidence (how far its alpha is from the undecided 0.5)."""
+    stacked = torch.stack(mattes)
+    if how == "mean" or len(mattes) == 1:
+        return stacked.mean(0)
+    if how == "median":
+        return stacked.median(0).values if len(mattes) % 2 else stacked.mean(0)  # the median of two is their mean
+    weights = (2 * stacked - 1).abs() + 1e-3
+    return (weights * stacked).sum(0) / weights.sum(0)
+
+
+class EnsembleEngine:
+    """A ``MattingEngine`` that runs an ensemble of passes; see the module's docstring."""
+
+    def __init__(self, engine: MattingEngine, ensemble: Ensemble):
+        self.engine = engine
+        self.ensemble = ensemble
+
+    def __getattr__(self, name: str):  # model, device, dtype, recurrent, weights_sha256 ...: the wrapped engine's
+        return getattr(self.engine, name)
+
+    def settings(self) -> dict:
+        return {**self.engine.settings(), **self.ensemble.describe()}
+
+    def describe(self) -> str:
+        return f"{self.engine.describe()}, passes {'+'.join(str(p) for p in self.ensemble.passes)}"
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
+            need_fgr: bool = True) -> MattingOutput:
+        passes = self.ensemble.passes
+        states = _split(state, len(passes))
+        model_fgr = need_fgr and self.ensemble.foreground == "model"
+        mattes, foregrounds, new_states = [], [], []
+        for one, pass_state in zip(passes, states):
+            source = frames.flip(-1) if one.mirror else frames
+            out = self.engine.run(source, pass_state, min(1.0, downsample_ratio * one.ratio_scale), model_fgr)
+            mattes.append(out.pha.flip(-1) if one.mirror else out.pha)
+            if model_fgr:
+                foregrounds.append(out.fgr.flip(-1) if one.mirror else out.fgr)
+            new_states.append(out.state)
+        pha = merge_mattes(mattes, self.ensemble.merge)
+        fgr = None
+        if need_fgr:
+            fgr = torch.stack(foregrounds).mean(0) if model_fgr else _estimated_foregrounds(frames, pha)
+        return MattingOutput(fgr, pha, None if new_states[0] is None else [r for s in new_states for r in s])
+
+
+def _split(state: list | None, parts: int) -> list:
+    if state is None:
+        return [None] * parts
+    size = len(state) // parts
+    return [state[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def _estimated_foregrounds(frames: torch.Tensor, pha: torch.Tensor) -> torch.Tensor:
+    """(1, T, 3, H, W) blur-fusion foregrounds of frames (T, 3, H, W) under mattes (1, T, 1, H, W)."""
+    pictures = frames.float().cpu().permute(0, 2, 3, 1).numpy()
+    estimated = [estimate_foreground(picture, matte[0].numpy()) for picture, matte in zip(pictures, pha[0])]
+    return torch.from_numpy(np.stack(estimated)).permute(0, 3, 1, 2)[None]
+
+
+def for_quality(engine: MattingEngine, ensemble: Ensemble) -> MattingEngine | EnsembleEngine:
+    """The engine itself for a single plain pass (so standard runs exactly as before), else the ensemble."""
+    return engine if ensemble.is_plain else EnsembleEngine(engine, ensemble)
