@@ -17,6 +17,7 @@ left out keeps its usual default)::
     background = "green"             # composite background: colour name, #rrggbb, image or video path
     skip_corrupt = false
     sequence_fps = "24000/1001"      # frame rate of image-sequence inputs (default 25)
+    quality = "standard"             # fast, standard, best (see ensemble.py); explicit ratio/refiner win
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import vmatte
 
+from .ensemble import QUALITIES
 from .errors import VmatteError
 from .inference import PRECISIONS
 from .io import probe
@@ -168,6 +170,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "background": ("a colour name, #rrggbb, or an image or video path", _text),
     "skip_corrupt": ("true or false", _boolean),
     "sequence_fps": (FRAME_RATE_FORMS, parse_frame_rate),
+    "quality": (f"one of {', '.join(QUALITIES)}", _one_of(*QUALITIES)),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 
