@@ -185,10 +185,12 @@ def clip_plans(samples: Path, frame_count: int, backgrounds_per_portrait: int) -
 
 
 def synthetic_clips(samples: Path, frame_count: int, width: int, height: int,
-                    backgrounds_per_portrait: int = 1) -> Iterator[Clip]:
-    """The benchmark's clips, built one at a time (each is held in memory while it is used)."""
-    for name, shots in clip_plans(samples, frame_count, backgrounds_per_portrait):
-        yield make_clip(name, shots, width, height)
+                    backgrounds_per_portrait: int = 1, only: list[int] | None = None) -> Iterator[Clip]:
+    """The benchmark's clips (those numbered in ``only``, when given), built one at a time (each is held in
+    memory while it is used)."""
+    for number, (name, shots) in enumerate(clip_plans(samples, frame_count, backgrounds_per_portrait)):
+        if only is None or number in only:
+            yield make_clip(name, shots, width, height)
 
 
 def cut_test_fires(frames: list[np.ndarray]) -> list[int]:
@@ -377,7 +379,7 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
     for size in dict.fromkeys(experiment.size for experiment in experiments):
         settings = list(dict.fromkeys(setting for experiment in experiments if experiment.size == size
                                       for _, setting in experiment.rows))
-        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait):
+        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait, args.clips):
             print(f"# {size[0]}x{size[1]} {clip.name}: {len(clip.frames)} frames, shots start at "
                   f"{clip.shot_starts}, cut test fires at {cut_test_fires(clip.frames)}", flush=True)
             runs: dict[Setting, PassRun] = {}
@@ -453,6 +455,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="rvm-mobilenetv3-int8")
     parser.add_argument("--samples", type=Path, default=SHARED / "samples")
     parser.add_argument("--csv", type=Path, help="also write the tables here")
+    parser.add_argument("--clips", type=lambda text: [int(part) for part in text.split(",")],
+                        help="only these clips, numbered from 0 in the order they are listed (to split a run "
+                             "over processes)")
     args = parser.parse_args()
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
