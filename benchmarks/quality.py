@@ -210,7 +210,7 @@ class Setting:
     cuts: bool = True  # reset the state (and pre-roll again) at detected hard cuts
     recurrent: bool = True  # False: state reset every frame
     smooth: str | None = None  # "ofd": one-frame-delay smoothing after the model
-    ensemble: Ensemble = Ensemble()  # passes and merge (its foreground is always the model's here)
+    ensemble: Ensemble = Ensemble()  # passes and merge
     reverse: bool = False  # also run the ensemble over the reversed clip and merge the two
 
 
@@ -257,7 +257,7 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
             ("mirror + 0.8x size, median", Ensemble(three, "median")),
         ]
         rows = [(label, replace(default, ensemble=ensemble)) for label, ensemble in candidates]
-        best = replace(QUALITIES["best"].ensemble, foreground="model")
+        best = QUALITIES["best"].ensemble
         rows = [(label + (" (--quality best)" if setting.ensemble == best and not setting.reverse else ""), setting)
                 for label, setting in rows]
         plans.append(Experiment("quality", f"quality ({semantics}, r={default.ratio:.3g}, defaults otherwise)",

@@ -2,21 +2,20 @@
 
 An ensemble runs the model more than once on every chunk, each pass on a transformed picture (its mirror
 image, or another internal size) with its own recurrent state, turns each result back, and merges only the
-mattes (and foregrounds); the states never mix. ``EnsembleEngine`` wraps a ``MattingEngine`` behind the same
+mattes and foregrounds; the states never mix. ``EnsembleEngine`` wraps a ``MattingEngine`` behind the same
 ``run(frames, state, ratio)`` interface and carries all passes' states as one flat list, so everything built
 on an engine (pre-roll and cut resets in ``temporal.py``, checkpoints and exact resume, batches) works
 unchanged: a cut resets every pass, a checkpoint holds every pass's state.
 
-The passes and merge of ``best`` were chosen on ``benchmarks/quality.py`` (README, "Quality settings").
+The passes and merge of ``best`` were chosen on ``benchmarks/quality.py`` (README, "Quality settings"); so was
+keeping the model's own foreground (blur-fusion estimation from the matte, ``foreground.py``, measured worse).
 """
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .errors import VmatteError
-from .foreground import estimate_foreground
 from .inference import MattingEngine, auto_downsample_ratio
 from .models import MattingOutput
 
@@ -38,10 +37,9 @@ class Pass:
 class Ensemble:
     passes: tuple[Pass, ...] = (Pass(),)
     merge: str = "mean"
-    foreground: str = "model"  # "model": the passes' own foregrounds merged; "blur-fusion": from matte + picture
 
     def __post_init__(self) -> None:
-        if not self.passes or self.merge not in MERGES or self.foreground not in ("model", "blur-fusion"):
+        if not self.passes or self.merge not in MERGES:
             raise ValueError(f"bad ensemble {self}")
 
     @property
@@ -49,7 +47,7 @@ class Ensemble:
         return self == Ensemble()
 
     def describe(self) -> dict:
-        return {"passes": [str(p) for p in self.passes], "merge": self.merge, "foreground": self.foreground}
+        return {"passes": [str(p) for p in self.passes], "merge": self.merge}
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class Quality:
 QUALITIES = {
     "fast": Quality(384, "fast_guided_filter", Ensemble()),  # the settings of the old 'fast' preset
     "standard": Quality(None, None, Ensemble()),
-    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True)), "mean", "blur-fusion")),
+    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True)), "mean")),
 }
 DEFAULT_QUALITY = "standard"
 
@@ -112,20 +110,17 @@ class EnsembleEngine:
             need_fgr: bool = True) -> MattingOutput:
         passes = self.ensemble.passes
         states = _split(state, len(passes))
-        model_fgr = need_fgr and self.ensemble.foreground == "model"
         mattes, foregrounds, new_states = [], [], []
         for one, pass_state in zip(passes, states):
             source = frames.flip(-1) if one.mirror else frames
-            out = self.engine.run(source, pass_state, min(1.0, downsample_ratio * one.ratio_scale), model_fgr)
+            out = self.engine.run(source, pass_state, min(1.0, downsample_ratio * one.ratio_scale), need_fgr)
             mattes.append(out.pha.flip(-1) if one.mirror else out.pha)
-            if model_fgr:
+            if need_fgr:
                 foregrounds.append(out.fgr.flip(-1) if one.mirror else out.fgr)
             new_states.append(out.state)
-        pha = merge_mattes(mattes, self.ensemble.merge)
-        fgr = None
-        if need_fgr:
-            fgr = torch.stack(foregrounds).mean(0) if model_fgr else _estimated_foregrounds(frames, pha)
-        return MattingOutput(fgr, pha, None if new_states[0] is None else [r for s in new_states for r in s])
+        fgr = torch.stack(foregrounds).mean(0) if need_fgr else None
+        return MattingOutput(fgr, merge_mattes(mattes, self.ensemble.merge),
+                             None if new_states[0] is None else [r for s in new_states for r in s])
 
 
 def _split(state: list | None, parts: int) -> list:
@@ -133,13 +128,6 @@ def _split(state: list | None, parts: int) -> list:
         return [None] * parts
     size = len(state) // parts
     return [state[i * size:(i + 1) * size] for i in range(parts)]
-
-
-def _estimated_foregrounds(frames: torch.Tensor, pha: torch.Tensor) -> torch.Tensor:
-    """(1, T, 3, H, W) blur-fusion foregrounds of frames (T, 3, H, W) under mattes (1, T, 1, H, W)."""
-    pictures = frames.float().cpu().permute(0, 2, 3, 1).numpy()
-    estimated = [estimate_foreground(picture, matte[0].numpy()) for picture, matte in zip(pictures, pha[0])]
-    return torch.from_numpy(np.stack(estimated)).permute(0, 3, 1, 2)[None]
 
 
 def for_quality(engine: MattingEngine, ensemble: Ensemble) -> MattingEngine | EnsembleEngine:
