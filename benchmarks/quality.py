@@ -18,6 +18,13 @@ Experiments (each prints one table):
   cuts       cut handling off / on (default pre-roll), and no recurrence at all (state reset every frame)
   ratio      downsample ratios giving an internal long side of 256..768 px, at each --sweep-sizes size
   smooth     without and with one-frame-delay (OFD) smoothing of the matte
+  quality    --quality standard and best, and the other ensembles best was chosen from (vmatte/ensemble.py):
+             mirror image, a second internal size, merged by mean, median or confidence
+  reverse    standard and the mean of it and a pass over the reversed clip (held in memory here; the pipeline
+             has no reverse pass)
+Foreground error (x1e3): MSE of the straight foreground against the composite's exact one, over the soft edge
+(0 < true alpha < 1) where halos live: "Fgr edge" for the model's own foreground (merged over passes), "BF edge"
+for the blur-fusion estimate (benchmarks/blur_fusion.py) from the same matte and the picture.
 All but "semantics" use --semantics (torch) and vmatte's automatic ratio for --size, except where varied.
 Everything is deterministic: fixed motion paths, no randomness. Progress goes to stderr.
 """
@@ -37,12 +44,23 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+import torch
+from blur_fusion import estimate_foreground
 
+from vmatte.ensemble import for_quality, merge_mattes
 from vmatte.inference import MattingEngine
 from vmatte.io.background import cover, open_background
 from vmatte.metrics import evaluate_sequences
-from vmatte.settings import DEFAULT_CUT_THRESHOLD, DEFAULT_PREROLL, TemporalOptions, auto_downsample_ratio
-from vmatte.temporal import cut_score, matte_frames, thumbnail
+from vmatte.settings import (
+    DEFAULT_CUT_THRESHOLD,
+    DEFAULT_PREROLL,
+    QUALITIES,
+    Ensemble,
+    Pass,
+    TemporalOptions,
+    auto_downsample_ratio,
+)
+from vmatte.temporal import cut_score, matted_frames, thumbnail
 
 SHARED = Path(os.environ.get("VMATTE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 METRICS = ("mad", "mse", "grad", "dtssd")  # Conn is slow and not asked for by the issue
@@ -52,10 +70,11 @@ CHUNK = 4
 PREROLLS = (0, 4, 8, 16)
 SEMANTICS_RATIOS = (1.0, 0.8, 0.5)
 LONG_SIDES = (256, 384, 512, 640, 768)
-EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth")
+EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth", "quality", "reverse")
 COLUMNS = (("MAD", "mad"), ("MSE", "mse"), ("Grad", "grad"), ("dtSSD", "dtssd"),
            (f"MAD 1-{SETTLE_FRAMES}", "mad_first"), (f"MAD cut+{SETTLE_FRAMES}", "mad_after_cut"),
-           ("CPU ms/f", "cpu_ms"))
+           ("Fgr edge", "fgr_edge"), ("BF edge", "bf_edge"), ("CPU ms/f", "cpu_ms"),
+           ("BF ms/f", "bf_ms"))
 
 
 # --- synthetic clips ---------------------------------------------------------------------------------------
@@ -72,6 +91,7 @@ class Clip(NamedTuple):
     name: str
     frames: list[np.ndarray]  # HxWx3 uint8 RGB
     gt_alphas: list[np.ndarray]  # HxW float32 in [0, 1]
+    gt_foregrounds: list[np.ndarray]  # HxWx3 float16 in [0, 1]
     shot_starts: list[int]  # 0 and the first frame after each hard cut
 
 
@@ -127,23 +147,24 @@ def background_frames(path: Path, width: int, height: int) -> Iterator[np.ndarra
         background.close()
 
 
-def composite_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(frame, exact alpha) for each frame of one shot."""
+def composite_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame, exact alpha, exact foreground) for each frame of one shot."""
     layer = load_person(shot.portrait, width, height)
     for index, background in zip(range(shot.frames), background_frames(shot.background, width, height)):
         matrix = layer_transform(layer, width, height, index / max(shot.frames - 1, 1), shot.phase)
         foreground, alpha = (cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_REPLICATE) for image in layer)
-        yield composite(foreground, alpha, background), alpha
+        yield composite(foreground, alpha, background), alpha, foreground
 
 
 def make_clip(name: str, shots: list[Shot], width: int, height: int) -> Clip:
-    clip = Clip(name, [], [], [])
+    clip = Clip(name, [], [], [], [])
     for shot in shots:
         clip.shot_starts.append(len(clip.frames))
-        for frame, alpha in composite_shot(shot, width, height):
+        for frame, alpha, foreground in composite_shot(shot, width, height):
             clip.frames.append(frame)
             clip.gt_alphas.append(alpha)
+            clip.gt_foregrounds.append(foreground.astype(np.float16))
     return clip
 
 
@@ -166,10 +187,12 @@ def clip_plans(samples: Path, frame_count: int, backgrounds_per_portrait: int) -
 
 
 def synthetic_clips(samples: Path, frame_count: int, width: int, height: int,
-                    backgrounds_per_portrait: int = 1) -> Iterator[Clip]:
-    """The benchmark's clips, built one at a time (each is held in memory while it is used)."""
-    for name, shots in clip_plans(samples, frame_count, backgrounds_per_portrait):
-        yield make_clip(name, shots, width, height)
+                    backgrounds_per_portrait: int = 1, only: list[int] | None = None) -> Iterator[Clip]:
+    """The benchmark's clips (those numbered in ``only``, when given), built one at a time (each is held in
+    memory while it is used)."""
+    for number, (name, shots) in enumerate(clip_plans(samples, frame_count, backgrounds_per_portrait)):
+        if only is None or number in only:
+            yield make_clip(name, shots, width, height)
 
 
 def cut_test_fires(frames: list[np.ndarray]) -> list[int]:
@@ -189,6 +212,8 @@ class Setting:
     cuts: bool = True  # reset the state (and pre-roll again) at detected hard cuts
     recurrent: bool = True  # False: state reset every frame
     smooth: str | None = None  # "ofd": one-frame-delay smoothing after the model
+    ensemble: Ensemble = Ensemble()  # passes and merge
+    reverse: bool = False  # also run the ensemble over the reversed clip and merge the two
 
 
 @dataclass
@@ -222,6 +247,27 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
     if "smooth" in names:
         plans.append(Experiment("smooth", f"OFD smoothing ({semantics}, r={default.ratio:.3g}, defaults otherwise)",
                                 size, [("no smoothing", default), ("--smooth ofd", replace(default, smooth="ofd"))]))
+    if "quality" in names:
+        mirror, smaller = Pass(mirror=True), Pass(ratio_scale=0.8)
+        three = (Pass(), mirror, smaller)
+        candidates = [
+            ("--quality standard", Ensemble()),
+            ("mirror, mean", Ensemble((Pass(), mirror))),
+            ("mirror, confidence", Ensemble((Pass(), mirror), "confidence")),
+            ("0.8x size, mean", Ensemble((Pass(), smaller))),
+            ("mirror + 0.8x size, mean", Ensemble(three)),
+            ("mirror + 0.8x size, median", Ensemble(three, "median")),
+        ]
+        rows = [(label, replace(default, ensemble=ensemble)) for label, ensemble in candidates]
+        best = QUALITIES["best"].ensemble
+        rows = [(label + (" (--quality best)" if setting.ensemble == best and not setting.reverse else ""), setting)
+                for label, setting in rows]
+        plans.append(Experiment("quality", f"quality ({semantics}, r={default.ratio:.3g}, defaults otherwise)",
+                                size, rows))
+    if "reverse" in names:
+        rows = [("--quality standard", default), ("forward + reverse, mean", replace(default, reverse=True))]
+        plans.append(Experiment("reverse", f"a pass over the reversed clip ({semantics}, r={default.ratio:.3g})",
+                                size, rows))
     if "ratio" in names:
         for sweep_width, sweep_height in sweep_sizes:
             long_side = max(sweep_width, sweep_height)
@@ -239,13 +285,51 @@ def load_engine(model: str, semantics: str) -> MattingEngine:
     return MattingEngine.load(model, semantics=semantics, notice=lambda message: None)
 
 
-def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting) -> list[np.ndarray]:
+class PassRun(NamedTuple):
+    mattes: list[np.ndarray]
+    foregrounds: list[np.ndarray]
+    cpu_seconds: float
+
+
+def run_pass(engine: MattingEngine, frames: list[np.ndarray], setting: Setting) -> PassRun:
+    """One pass (``setting.ensemble`` holds one) over the clip, or over it backwards when ``setting.reverse``."""
     # Explicit choices: no automatic ones.
     options = TemporalOptions(preroll=setting.preroll, cuts=setting.cuts, smooth=setting.smooth)
-    if setting.recurrent:
-        return list(matte_frames(engine, frames, setting.ratio, options, chunk=CHUNK))
-    # Each frame as a one-frame stream: the state starts empty every time.
-    return [next(matte_frames(engine, [frame], setting.ratio, options, chunk=1)) for frame in frames]
+    engine = for_quality(engine, setting.ensemble)
+    # CPU time rather than wall time: machines are shared. Still only indicative (idle threads spin).
+    started = time.process_time()
+    if not setting.recurrent:  # each frame as a one-frame stream: the state starts empty every time
+        matted = [next(matted_frames(engine, [frame], setting.ratio, options, 1, need_fgr=True)) for frame in frames]
+    else:
+        order = -1 if setting.reverse else 1
+        matted = list(matted_frames(engine, frames[::order], setting.ratio, options, CHUNK, need_fgr=True))[::order]
+    return PassRun([m.pha for m in matted], [m.fgr for m in matted], time.process_time() - started)
+
+
+def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting,
+               runs: dict[Setting, PassRun]) -> PassRun:
+    """A clip under one setting: its passes (each with its own state, and over the reversed clip too when
+    ``setting.reverse``) merged as ``ensemble.EnsembleEngine`` merges them. Each pass runs once per clip
+    (``runs`` keeps them), so settings that share passes share their cost; the time is the passes' sum."""
+    passes = [replace(setting, ensemble=Ensemble((one,)), reverse=backwards)
+              for backwards in ((False, True) if setting.reverse else (False,)) for one in setting.ensemble.passes]
+    for one in passes:
+        if one not in runs:
+            runs[one] = run_pass(engine, frames, one)
+    mattes = [merge_mattes([torch.from_numpy(runs[one].mattes[t]) for one in passes], setting.ensemble.merge).numpy()
+              for t in range(len(frames))]
+    foregrounds = [np.mean([runs[one].foregrounds[t] for one in passes], axis=0) for t in range(len(frames))]
+    return PassRun(mattes, foregrounds, sum(runs[one].cpu_seconds for one in passes))
+
+
+def edge_foreground_error(foregrounds: list[np.ndarray], clip: Clip) -> tuple[float, int]:
+    """(sum of squared errors, pixels) of foregrounds over the soft edge (0 < true alpha < 1), all channels."""
+    total, pixels = 0.0, 0
+    for foreground, true_foreground, true_alpha in zip(foregrounds, clip.gt_foregrounds, clip.gt_alphas):
+        edge = (true_alpha > 0) & (true_alpha < 1)
+        total += float(((foreground[edge] - true_foreground[edge].astype(np.float32)) ** 2).sum())
+        pixels += int(edge.sum()) * 3
+    return total, pixels
 
 
 @dataclass
@@ -256,9 +340,17 @@ class Score:
     first_mads: list[float] = field(default_factory=list)
     after_cut_mads: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # model time, pre-roll included
+    estimate_seconds: float = 0.0  # blur-fusion foreground estimation time
+    foreground_errors: dict[str, list[float]] = field(  # squared error sum and pixel count per foreground kind
+        default_factory=lambda: {"fgr_edge": [0.0, 0], "bf_edge": [0.0, 0]})
 
-    def add(self, clip: Clip, predictions: list[np.ndarray], cpu_seconds: float) -> float:
+    def add(self, clip: Clip, predictions: list[np.ndarray], foregrounds: dict[str, list[np.ndarray]],
+            cpu_seconds: float, estimate_seconds: float) -> float:
         """Adds one clip's scores; returns its MAD, for the progress log."""
+        for kind, estimated in foregrounds.items():
+            total, pixels = edge_foreground_error(estimated, clip)
+            self.foreground_errors[kind][0] += total
+            self.foreground_errors[kind][1] += pixels
         rows = evaluate_sequences(predictions, clip.gt_alphas, METRICS).rows
         self.frames += len(rows)
         for name in METRICS:
@@ -268,13 +360,15 @@ class Score:
         for start, end in zip(clip.shot_starts[1:], shot_ends):
             self.after_cut_mads += [row["mad"] for row in rows[start:min(start + SETTLE_FRAMES, end)]]
         self.cpu_seconds += cpu_seconds
+        self.estimate_seconds += estimate_seconds
         return float(np.mean([row["mad"] for row in rows]))
 
     def summary(self) -> dict[str, float]:
         return {**{name: total / self.frames for name, total in self.totals.items()},
                 "mad_first": float(np.mean(self.first_mads)),
                 "mad_after_cut": float(np.mean(self.after_cut_mads)) if self.after_cut_mads else float("nan"),
-                "cpu_ms": 1e3 * self.cpu_seconds / self.frames}
+                **{kind: 1e3 * total / max(pixels, 1) for kind, (total, pixels) in self.foreground_errors.items()},
+                "cpu_ms": 1e3 * self.cpu_seconds / self.frames, "bf_ms": 1e3 * self.estimate_seconds / self.frames}
 
 
 def log(message: str) -> None:
@@ -287,17 +381,22 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
     for size in dict.fromkeys(experiment.size for experiment in experiments):
         settings = list(dict.fromkeys(setting for experiment in experiments if experiment.size == size
                                       for _, setting in experiment.rows))
-        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait):
+        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait, args.clips):
             print(f"# {size[0]}x{size[1]} {clip.name}: {len(clip.frames)} frames, shots start at "
                   f"{clip.shot_starts}, cut test fires at {cut_test_fires(clip.frames)}", flush=True)
+            runs: dict[Setting, PassRun] = {}
             for setting in settings:
                 engine = load_engine(args.model, setting.semantics)
-                # CPU time rather than wall time: machines are shared. Still only indicative (idle threads spin).
+                predictions, model_foregrounds, cpu_seconds = matte_clip(engine, clip.frames, setting, runs)
                 started = time.process_time()
-                predictions = matte_clip(engine, clip.frames, setting)
-                cpu_seconds = time.process_time() - started
-                clip_mad = scores.setdefault((size, setting), Score()).add(clip, predictions, cpu_seconds)
-                log(f"{size[0]}x{size[1]} {clip.name} {setting}: MAD {clip_mad:.2f}, {cpu_seconds:.1f} CPU s")
+                estimated = [estimate_foreground(frame.astype(np.float32) / 255, matte)
+                             for frame, matte in zip(clip.frames, predictions)]
+                estimate_seconds = time.process_time() - started
+                foregrounds = {"fgr_edge": model_foregrounds, "bf_edge": estimated}
+                clip_mad = scores.setdefault((size, setting), Score()).add(clip, predictions, foregrounds, cpu_seconds,
+                                                                           estimate_seconds)
+                log(f"{size[0]}x{size[1]} {clip.name} {setting}: MAD {clip_mad:.2f}, {cpu_seconds:.1f} CPU s "
+                    f"(blur fusion {1e3 * estimate_seconds / len(clip.frames):.0f} CPU ms/f)")
     return scores
 
 
@@ -358,6 +457,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="rvm-mobilenetv3-int8")
     parser.add_argument("--samples", type=Path, default=SHARED / "samples")
     parser.add_argument("--csv", type=Path, help="also write the tables here")
+    parser.add_argument("--clips", type=lambda text: [int(part) for part in text.split(",")],
+                        help="only these clips, numbered from 0 in the order they are listed (to split a run "
+                             "over processes)")
     args = parser.parse_args()
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:

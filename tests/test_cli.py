@@ -123,6 +123,19 @@ def test_png_sequence_alpha_matches_golden(golden_dir, weights_dir, golden_frame
     assert_matches_golden(alpha, expected, f"{case} {semantics} pha")
 
 
+def test_quality_standard_is_the_golden_default(golden_dir, weights_dir, golden_frames, tmp_path):
+    """--quality standard, said explicitly, is the plain model: still the golden outputs."""
+    case = "bedroom_320x180_r0.5"
+    frames, ratio = golden_frames[case]
+    expected = np.load(golden_dir / f"torch_semantics/{case}.npz", allow_pickle=False)["pha"][:8, ..., 0]
+    out = tmp_path / "alpha"
+    result = vmatte("run", frames, "--weights", WEIGHTS, "--downsample-ratio", repr(ratio), "--quality", "standard",
+                    "--out", f"{out}/", "--png-depth", 16, "-q")
+    assert result.exit_code == 0, result.output
+    alpha, _ = media.read_png_sequence(out)
+    assert_matches_golden(alpha, expected, f"{case} --quality standard pha")
+
+
 def test_png_output_keeps_the_source_frame_numbers(samples_dir, tmp_path):
     """Plates numbered 1001, 1002, 1004 give mattes 1001, 1002, 1004 (a gap stays a gap, so the matte stays
     in sync with its plate); --overwrite over an earlier 0-based result leaves none of its frames behind."""

@@ -68,9 +68,9 @@ def test_shipped_presets_say_what_they_promise(samples_dir):
     assert load_preset("png16").options["png_depth"] == 16
     assert load_preset("preview").outputs["comp"].endswith(".mp4")
     fast = load_preset("fast")
-    assert fast.options["refiner"] == "fast_guided_filter" and set(fast.outputs) == {"alpha"}
+    assert fast.options["quality"] == "fast" and set(fast.outputs) == {"alpha"}
     quality = load_preset("quality")
-    assert quality.options["model"] == ("rvm-resnet50", "rvm-mobilenetv3")
+    assert quality.options["model"] == ("rvm-resnet50", "rvm-mobilenetv3") and quality.options["quality"] == "best"
     # A long side of 768 px: a 960x540 clip runs at 0.8, and a clip smaller than that is never upsampled.
     clip = samples_dir / "portrait_videos" / "sam2_bedroom_child_960x540.mp4"
     assert job_settings(clip, {}, quality.apply()).downsample_ratio == pytest.approx(0.8)
@@ -81,7 +81,8 @@ def test_command_line_options_win_and_only_given_ones_count():
     fast = load_preset("fast")
     options = fast.apply({"downsample_ratio": None, "chunk": 8})  # None: the user asked for 'auto'
     assert options["downsample_ratio"] is None and options["chunk"] == 8
-    assert options["refiner"] == "fast_guided_filter"  # not given: the preset's value stays
+    assert options["quality"] == "fast"  # not given: the preset's value stays
+    assert fast.apply({"quality": "best"})["quality"] == "best"
     assert "png_depth" not in fast.apply()  # not in the preset: JobSettings' default applies
 
 
@@ -160,12 +161,21 @@ def test_unknown_output_kind_is_found_inside_its_table(tmp_path):
     ("downsample_ratio = 1.5", "downsample_ratio = 1.5 is not valid: expected 'auto', a number in (0, 1]"),
     ("refiner = \"deep\"", "refiner = 'deep' is not valid: expected one of auto, deep_guided_filter"),
     ("sequence_fps = \"fast\"", "sequence_fps = 'fast' is not valid: expected a frame rate such as 24"),
+    ("quality = \"ultra\"", "quality = 'ultra' is not valid: expected one of fast, standard, best"),
 ])
 def test_wrong_value_names_file_line_and_key(tmp_path, line, expected):
     path = write_preset(tmp_path, "bad", f'description = "d"\n{line}\n[outputs]\nalpha = "{{stem}}.mov"\n')
     with pytest.raises(VmatteError) as caught:
         load_preset(str(path))
     assert str(caught.value).startswith(f"preset {path}, line 2: {expected}")
+
+
+@pytest.mark.parametrize("level", ["fast", "standard", "best"])
+def test_quality_key_is_parsed_and_reaches_the_job(level, tmp_path):
+    path = write_preset(tmp_path, "q", f'description = "d"\nquality = "{level}"\n[outputs]\nalpha = "{{stem}}.mov"\n')
+    preset = load_preset(str(path))
+    assert preset.options == {"quality": level}
+    assert job_settings(tmp_path / "clip.mp4", {}, preset.apply()).quality == level
 
 
 def test_missing_outputs_and_bad_templates_are_explained(tmp_path):

@@ -237,6 +237,43 @@ def test_work_folder_names():
     assert work_dir_for("plates/matte/%06d.png") == Path("plates/.matte.vmatte")
 
 
+# Dies (SIGKILL) right after the first checkpoint is on disk: a kill at a known point, on a short clip.
+KILL_AFTER_FIRST_CHECKPOINT = """
+import os, signal, sys
+import vmatte.pipeline as pipeline
+real_save = pipeline.save_checkpoint
+def save_then_die(*args, **kwargs):
+    real_save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+pipeline.save_checkpoint = save_then_die
+from vmatte.cli import main
+sys.argv = ["vmatte", *sys.argv[1:]]
+main()
+"""
+
+
+def test_quality_best_resumes_exactly(tmp_path, samples_dir):
+    """Every pass's recurrent state is in the checkpoint: a killed --quality best run resumes to the same frames;
+    resuming it under another quality is refused."""
+    clip = samples_dir / "robustness_videos/moviepy_transparent_vp9alpha_200x200.webm"  # 150 frames
+    outputs = ["--out", "alpha.mov", "--fgr", "fgr.mov", "-r", "0.25", "-q"]
+    args = [str(clip), "--quality", "best", *outputs]
+    expected, actual = tmp_path / "expected", tmp_path / "actual"
+    expected.mkdir()
+    actual.mkdir()
+    result = run_to_end(args, expected)
+    assert result.returncode == 0, result.stdout + result.stderr
+    killed = run_to_end(args, actual, script=KILL_AFTER_FIRST_CHECKPOINT)
+    assert killed.returncode == -signal.SIGKILL
+    saved = load_checkpoint(actual / ".alpha.mov.vmatte")
+    assert saved.next_frame == 64 and len(saved.stream["state"]) == 8  # two passes, four recurrent tensors each
+    refused = run_to_end([str(clip), *outputs], actual)
+    assert refused.returncode != 0 and "passes: ['plain', 'mirror'] -> None" in refused.stderr, refused.stderr
+    result = run_to_end(args, actual)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_same_outputs(expected, actual, ["alpha.mov", "fgr.mov"])
+
+
 def test_a_frame_pattern_input_resumes_exactly(tmp_path, long_clip):
     """``plates/shot_%04d.png`` resumes like a folder does (its images are the fingerprinted input)."""
     plates = tmp_path / "plates"
@@ -251,7 +288,8 @@ def test_a_frame_pattern_input_resumes_exactly(tmp_path, long_clip):
     for folder in ("reference", "resumed"):
         (tmp_path / folder).mkdir()
     assert run_to_end(args, tmp_path / "reference").returncode == 0
-    kill_at_random_frame(args, tmp_path / "resumed", work_dir_for(tmp_path / "resumed" / "fgr.mov"), random.Random(3))
+    killed = run_to_end(args, tmp_path / "resumed", script=KILL_AFTER_FIRST_CHECKPOINT)
+    assert killed.returncode == -signal.SIGKILL
     finished = run_to_end(args, tmp_path / "resumed")
     assert finished.returncode == 0, finished.stderr
     assert "resuming shot_%04d.png from frame" in finished.stderr

@@ -84,6 +84,8 @@ def run_command(
     bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
+    quality: str = typer.Option(None, "--quality", help="fast, standard (default) or best: best runs the model "
+                                                        "on each frame and its mirror image (about 2x the time)."),
     downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
                                          help="Internal scale in (0, 1], a long side like 768px, or auto "
                                               "(long side about 640 px)."),
@@ -121,13 +123,16 @@ def run_command(
     from .io.sequence import folder_images, is_sequence
     from .models.weights import DEFAULT_MODEL
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
+    from .settings import quality_level
 
     with user_errors():
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
         overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
                            semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
-                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt)
+                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt, quality=quality)
+        if quality is not None:
+            quality_level(quality)  # a wrong name fails here, before anything is opened
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
         if fps is not None:

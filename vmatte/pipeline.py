@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
 from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
@@ -34,7 +35,7 @@ from .resume import (
     save_checkpoint,
     work_dir_for,
 )
-from .settings import OUTPUT_KINDS, JobSettings, auto_downsample_ratio
+from .settings import OUTPUT_KINDS, JobSettings, quality_level
 from .temporal import Boundary, MattedFrame, MattingStream
 
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
@@ -154,11 +155,14 @@ def _input_identity(path: Path) -> dict:
             "input_mtime_ns": max(stat.st_mtime_ns for stat in stats)}
 
 
-def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine:
-    """The model a job asks for, on its device and precision (a batch loads it once for all its clips)."""
-    return MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
-                              precision=settings.precision, semantics=settings.semantics, refiner=settings.refiner,
-                              backend=settings.backend, notice=notice)
+def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) -> MattingEngine | EnsembleEngine:
+    """The model a job asks for, on its device, precision and backend, run as its quality level says (a batch
+    loads it once for all its clips)."""
+    level = quality_level(settings.quality)
+    engine = MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
+                                precision=settings.precision, semantics=settings.semantics,
+                                refiner=settings.refiner or level.refiner, backend=settings.backend, notice=notice)
+    return for_quality(engine, level.ensemble)
 
 
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:
@@ -200,7 +204,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         raise VmatteError(f"{single[0]}: {SINGLE_PNG_HOLDS_ONE}; {Path(settings.input).name} has "
                           f"{info.frame_count} frames")
     engine = engine or load_engine(settings, notice)
-    ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
+    ratio = settings.downsample_ratio or quality_level(settings.quality).auto_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
                           premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]

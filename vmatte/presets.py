@@ -18,6 +18,7 @@ left out keeps its usual default)::
     background = "green"             # composite background: colour name, #rrggbb, image or video path
     skip_corrupt = false
     sequence_fps = "24000/1001"      # frame rate of image-sequence inputs (default 25)
+    quality = "standard"             # fast, standard, best (see ensemble.py); explicit ratio/refiner win
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -47,7 +48,7 @@ from .errors import VmatteError
 from .io import probe
 from .io.sequence import is_pattern, sequence_name
 from .models.weights import MODELS, cache_dir, find_local
-from .settings import BACKENDS, OUTPUT_KINDS, PRECISION_NAMES, SEMANTICS_NAMES, JobSettings
+from .settings import BACKENDS, OUTPUT_KINDS, PRECISION_NAMES, QUALITIES, SEMANTICS_NAMES, JobSettings
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -169,6 +170,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "background": ("a colour name, #rrggbb, or an image or video path", _text),
     "skip_corrupt": ("true or false", _boolean),
     "sequence_fps": (FRAME_RATE_FORMS, parse_frame_rate),
+    "quality": (f"one of {', '.join(QUALITIES)}", _one_of(*QUALITIES)),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 

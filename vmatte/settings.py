@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
+from .errors import VmatteError
+
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
 PRECISION_NAMES = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "torch", "openvino")  # inference backends (inference.choose_backend)
@@ -31,6 +33,66 @@ OFD_THRESHOLD = 0.1
 def auto_downsample_ratio(height: int, width: int) -> float:
     """Ratio that brings the long side to AUTO_TARGET_LONG_SIDE; never upsamples."""
     return min(1.0, AUTO_TARGET_LONG_SIDE / max(height, width))
+
+
+# Quality levels (--quality): what each changes; the ensemble behind 'best' runs in ensemble.py.
+MERGES = ("mean", "median", "confidence")
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio."""
+
+    mirror: bool = False
+    ratio_scale: float = 1.0
+
+    def __str__(self) -> str:
+        return ("mirror" if self.mirror else "plain") + (f"@{self.ratio_scale:g}" if self.ratio_scale != 1 else "")
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    passes: tuple[Pass, ...] = (Pass(),)
+    merge: str = "mean"
+
+    def __post_init__(self) -> None:
+        if not self.passes or self.merge not in MERGES:
+            raise ValueError(f"bad ensemble {self}")
+
+    @property
+    def is_plain(self) -> bool:
+        return self == Ensemble()
+
+    def describe(self) -> dict:
+        return {"passes": [str(p) for p in self.passes], "merge": self.merge}
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What a quality level changes; options the user gives explicitly still win."""
+
+    long_side: int | None  # internal long side (px) instead of the automatic one
+    refiner: str | None  # instead of the weights' own
+    ensemble: Ensemble
+
+    def auto_ratio(self, height: int, width: int) -> float:
+        """The downsample ratio when none is given: the level's long side, else the usual automatic one."""
+        return min(1.0, self.long_side / max(height, width)) if self.long_side else auto_downsample_ratio(height, width)
+
+
+QUALITIES = {
+    "fast": Quality(384, "fast_guided_filter", Ensemble()),  # the settings of the old 'fast' preset
+    "standard": Quality(None, None, Ensemble()),
+    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True)), "mean")),
+}
+DEFAULT_QUALITY = "standard"
+
+
+def quality_level(name: str) -> Quality:
+    if name not in QUALITIES:
+        raise VmatteError(f"--quality {name}: choose {', '.join(QUALITIES)}")
+    return QUALITIES[name]
+
 
 
 @dataclass(frozen=True)
@@ -73,3 +135,4 @@ class JobSettings:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
     fresh: bool = False  # discard saved progress instead of resuming
     sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
+    quality: str = DEFAULT_QUALITY  # fast, standard or best: defaults for the ratio and refiner, the passes

@@ -203,16 +203,23 @@ def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).float().div_(scale)
 
 
-def matte_frames(engine: MattingEngine, frames: Iterable[np.ndarray], downsample_ratio: float,
-                 options: TemporalOptions = TemporalOptions(), chunk: int = 4) -> Iterator[np.ndarray]:
-    """Alpha mattes (HxW float32) of in-memory RGB frames (HxWx3 uint8), in order: for benchmarks and tests."""
-    stream = MattingStream(engine, downsample_ratio, options, chunk, need_fgr=False)
+def matted_frames(engine: MattingEngine, frames: Iterable[np.ndarray], downsample_ratio: float,
+                  options: TemporalOptions = TemporalOptions(), chunk: int = 4,
+                  need_fgr: bool = False) -> Iterator[MattedFrame]:
+    """Matted in-memory RGB frames (HxWx3 uint8), in order: for benchmarks and tests."""
+    stream = MattingStream(engine, downsample_ratio, options, chunk, need_fgr=need_fgr)
     batch: list[SourceFrame] = []
 
     for index, rgb in enumerate(frames):
         batch.append(SourceFrame(index, index, 0.0, rgb))
         if len(batch) == chunk:
-            yield from (m.pha for m in stream.push(batch))
+            yield from stream.push(batch)
             batch = []
     out = stream.push(batch) if batch else []
-    yield from (m.pha for m in out + stream.finish())
+    yield from out + stream.finish()
+
+
+def matte_frames(engine: MattingEngine, frames: Iterable[np.ndarray], downsample_ratio: float,
+                 options: TemporalOptions = TemporalOptions(), chunk: int = 4) -> Iterator[np.ndarray]:
+    """Alpha mattes (HxW float32) of in-memory RGB frames (HxWx3 uint8), in order: for benchmarks and tests."""
+    yield from (m.pha for m in matted_frames(engine, frames, downsample_ratio, options, chunk))
