@@ -13,7 +13,7 @@ from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
-from .io.writer import PngSequenceWriter, is_single_png, png_pattern, writer_class
+from .io.writer import is_single_png, png_pattern, writer_class
 from .resume import work_dir_for
 
 
@@ -35,7 +35,7 @@ class OutputTrack:
         self.premultiplied = premultiplied
         self.work_dir = work_dir_for(path)
         self.is_single_png = is_single_png(path)
-        self.is_png = writer_class(kind, path) is PngSequenceWriter
+        self.is_png = writer_class(kind, path).is_sequence
         if self.is_png:
             pattern = png_pattern(path)
             self.target_dir, self.png_name = pattern.parent, pattern.name

@@ -22,8 +22,9 @@ from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
+from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence
-from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, png_pattern, writer_class
+from .io.writer import is_png_sequence, is_single_png, png_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (
     CHECKPOINT,

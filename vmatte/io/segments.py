@@ -14,8 +14,8 @@ import av
 
 from vmatte.errors import VmatteError
 from vmatte.io.audio import open_audio_track
+from vmatte.io.frame_writer import open_output_container, partial_path
 from vmatte.io.probe import VideoInfo
-from vmatte.io.writer import open_output_container, partial_path
 
 CONTAINER_FORMATS = {".mov": "mov", ".mp4": "mp4"}
 
