@@ -91,6 +91,11 @@ def run_command(
                                        help="Premultiply the foreground by alpha (default straight)."),
     fps: str = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 "
                                                 "... (default 25; video files keep their own)."),
+    start: str = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
+                                                    "(12.5s) or source timecode (01:00:11:05)."),
+    end: str = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms."),
+    number_from: str = typer.Option(None, "--number-from", help="Number image-sequence outputs by source frame "
+                                                                "(source, default) or by timecode frame count."),
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
     preroll: int = typer.Option(None, "--preroll", min=0, max=64,
@@ -109,7 +114,9 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
+    from .io.clip_range import check_position
     from .io.sequence import is_sequence
+    from .pipeline import NUMBER_FROM
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
 
     with user_errors():
@@ -125,6 +132,10 @@ def run_command(
                 raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
                                   "(--fps is for image sequences)")
             overrides["sequence_fps"] = parse_frame_rate(fps)
+        if number_from not in (None, *NUMBER_FROM):
+            raise VmatteError(f"--number-from {number_from}: choose {' or '.join(NUMBER_FROM)}")
+        overrides.update(_given(start=start and check_position("--start", start),
+                                end=end and check_position("--end", end), number_from=number_from))
         overrides.update(overwrite=overwrite, fresh=fresh)
         chosen = load_preset(preset) if preset else None
         options = chosen.apply(overrides) if chosen else overrides
@@ -253,6 +264,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "
                        f"transfer {info.colour_transfer}{' (some assumed: untagged)' if info.colour_assumed else ''}"),
+            ("timecode", _timecode(info)),
             ("audio", ", ".join(f"{a.codec} {a.sample_rate} Hz {a.channels} ch" for a in info.audio) or "none"),
             ("auto downsample ratio", f"{auto_downsample_ratio(info.height, info.width):.3f}"),
         ]
@@ -270,6 +282,15 @@ def _frames(info) -> str:
         return (f"{info.frame_count} ({info.undecodable_leading_frames} undecodable pictures before the first "
                 "keyframe left out)")
     return str(info.frame_count)
+
+
+def _timecode(info) -> str:
+    """The start timecode, and whether it counts drop-frame."""
+    from .io.timecode import is_drop_frame
+
+    if info.timecode is None:
+        return "none"
+    return f"{info.timecode} ({'drop-frame' if is_drop_frame(info.timecode) else 'non-drop-frame'})"
 
 
 models_app = typer.Typer(help="Known models: list them, or fetch one.", no_args_is_help=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
+from .io.frame_writer import file_number
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
 from .io.writer import is_single_png, png_pattern, writer_class
@@ -27,12 +28,14 @@ def existing_output(path: str) -> bool:
 
 
 class OutputTrack:
-    def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool):
+    def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool,
+                 number_from: str = "source"):
         self.kind = kind
         self.path = path
         self.info = info
         self.png_depth = png_depth
         self.premultiplied = premultiplied
+        self.number_from = number_from
         self.work_dir = work_dir_for(path)
         self.is_single_png = is_single_png(path)
         self.is_png = writer_class(kind, path).is_sequence
@@ -51,7 +54,8 @@ class OutputTrack:
             raise VmatteError(f"{self.path}: cannot create the work folder {self.work_dir} ({exc})") from None
         if self.is_png:
             return open_writer(self.kind, self.work_dir / "frames" / self.png_name, self.info,
-                               png_depth=self.png_depth, premultiplied=self.premultiplied, first_index=first_frame)
+                               png_depth=self.png_depth, premultiplied=self.premultiplied, first_index=first_frame,
+                               number_from=self.number_from)
         return open_writer(self.kind, self.segment_path(index), self.info, png_depth=self.png_depth,
                            premultiplied=self.premultiplied)
 
@@ -91,7 +95,7 @@ class OutputTrack:
         if not self.target_dir.is_dir() or self.is_single_png:
             return
         name = numbered_name(self.png_name)
-        numbers = {self.info.frame_number(index) for index in range(frames_total)}
+        numbers = {file_number(self.info, index, self.number_from) for index in range(frames_total)}
         for old in self.target_dir.iterdir():
             if (found := name.match(old.name)) and int(found.group(1)) not in numbers:
                 old.unlink()

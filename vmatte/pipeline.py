@@ -22,6 +22,7 @@ from . import __version__
 from .errors import VmatteError
 from .inference import MattingEngine, auto_downsample_ratio, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
+from .io.clip_range import RangeSource, resolve_range
 from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence
 from .io.writer import is_png_sequence, is_single_png, png_pattern, writer_class
@@ -38,6 +39,7 @@ from .resume import (
 from .temporal import Boundary, MattedFrame, MattingStream, TemporalOptions
 
 OUTPUT_KINDS = ("alpha", "fgr", "comp")
+NUMBER_FROM = ("source", "timecode")  # how image-sequence output files are numbered
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
 SEGMENT_FRAMES = 64  # frames per segment (rounded up to whole chunks): the most work a crash can lose
 
@@ -62,6 +64,9 @@ class JobSettings:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)  # pre-roll, shot cuts, smoothing
     fresh: bool = False  # discard saved progress instead of resuming
     sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
+    start: str | None = None  # first frame of the range to matte (io/clip_range.py: frame, 12.5s or timecode)
+    end: str | None = None  # the frame after the range's last
+    number_from: str = "source"  # image-sequence outputs numbered by source frame ("source") or "timecode"
 
 
 @dataclass
@@ -168,6 +173,7 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "background": settings.background if "comp" in settings.outputs else None,
         "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
         "frame_rate": str(info.frame_rate),
+        "range": [info.first_frame, info.first_frame + info.frame_count], "number_from": settings.number_from,
     }
 
 
@@ -209,7 +215,11 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
+    if settings.start is not None or settings.end is not None:
+        source = RangeSource(source, resolve_range(source.info, source.pts, settings.start, settings.end))
     info = source.info
+    if settings.number_from == "timecode" and info.timecode is None:
+        raise VmatteError(f"--number-from timecode: {settings.input} states no start timecode")
     single = [path for path in settings.outputs.values() if is_single_png(path)]
     if single and info.frame_count > 1:
         source.close()
@@ -219,7 +229,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
-                          premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
+                          premultiplied=settings.premultiplied, number_from=settings.number_from)
+              for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
     checkpoint = _resume_point(tracks, current, settings.fresh, notice)
     temporal = settings.temporal.for_source(info.is_image_sequence)
@@ -233,6 +244,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         else:  # empty once every frame is in segments: only the final step is left
             stream.next_frame = checkpoint.next_frame
         notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
+    elif isinstance(source, RangeSource):
+        stream.warm_up(list(source.warm_up_frames(temporal.preroll)))
     segments_done = checkpoint.segments if checkpoint else 0
     for track in tracks:
         track.discard_segments_from(segments_done)

@@ -17,6 +17,9 @@ left out keeps its usual default)::
     background = "green"             # composite background: colour name, #rrggbb, image or video path
     skip_corrupt = false
     sequence_fps = "24000/1001"      # frame rate of image-sequence inputs (default 25)
+    start = "2s"                     # range: frame number, seconds ("12.5s") or source timecode
+    end = 250                        # exclusive; same forms
+    number_from = "source"           # image-sequence outputs numbered by source frame or by "timecode"
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -45,9 +48,10 @@ import vmatte
 from .errors import VmatteError
 from .inference import PRECISIONS
 from .io import probe
+from .io.clip_range import POSITION_FORMS, check_position
 from .models.semantics import BY_NAME as SEMANTICS_BY_NAME
 from .models.weights import MODELS, cache_dir, find_local
-from .pipeline import OUTPUT_KINDS, JobSettings
+from .pipeline import NUMBER_FROM, OUTPUT_KINDS, JobSettings
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -168,6 +172,9 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "background": ("a colour name, #rrggbb, or an image or video path", _text),
     "skip_corrupt": ("true or false", _boolean),
     "sequence_fps": (FRAME_RATE_FORMS, parse_frame_rate),
+    "start": (POSITION_FORMS, lambda value: check_position("start", value)),
+    "end": (POSITION_FORMS + ", exclusive", lambda value: check_position("end", value)),
+    "number_from": ("source or timecode", _one_of(*NUMBER_FROM)),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 

@@ -95,8 +95,9 @@ class VideoFileWriter(FrameWriter):
                 self._stream.codec_context.sample_aspect_ratio = info.pixel_aspect
             self._stream.time_base = info.time_base
             self._stream.codec_context.time_base = info.time_base
+            tag_timecode(self._stream, info)
             if audio_from is not None:
-                self._audio = open_audio_track(self._container, audio_from)
+                self._audio = open_audio_track(self._container, audio_from, info.audio_cut)
         except BaseException:
             self.abort()
             raise
@@ -156,9 +157,10 @@ class ImageSequenceWriter(FrameWriter):
     single_file_holds_one = "a single image file holds one picture"  # the error for a second frame
 
     def __init__(self, kind: str, path: Path, pattern: Path, info: VideoInfo, premultiplied: bool,
-                 single: bool, first_index: int) -> None:
+                 single: bool, first_index: int, number_from: str = "source") -> None:
         super().__init__(kind, path, info, premultiplied)
         self._first_index = first_index  # a resumed run continues the numbering where it stopped
+        self._number_from = number_from
         self._single = single
         self._pattern = str(pattern)
         self._temporary: Path | None = None
@@ -176,7 +178,8 @@ class ImageSequenceWriter(FrameWriter):
         if self._single and self.frames_written:
             raise VmatteError(f"{self.path}: {self.single_file_holds_one}")
         final = Path(self._pattern if self._single else
-                     self._pattern % self.info.frame_number(self._first_index + self.frames_written))
+                     self._pattern % file_number(self.info, self._first_index + self.frames_written,
+                                                 self._number_from))
         self._temporary = final.with_name(f".{final.name}.partial")
         try:
             self._temporary.write_bytes(data)
@@ -193,6 +196,12 @@ class ImageSequenceWriter(FrameWriter):
         if self._temporary is not None:
             self._temporary.unlink(missing_ok=True)
             self._temporary = None
+
+
+def file_number(info: VideoInfo, index: int, number_from: str) -> int:
+    """The number in the name of frame ``index``'s file: its timecode as a frame count ("timecode"), else its
+    source image's own number or its position in the source ("source")."""
+    return info.timecode_frame(index) if number_from == "timecode" else info.frame_number(index)
 
 
 def partial_path(path: Path) -> Path:
@@ -227,6 +236,14 @@ def tag_colour(target: av.VideoCodecContext | av.VideoFrame, colour: Colour) -> 
     target.color_primaries = code_point(PRIMARIES_NAMES, colour.primaries)
     target.color_trc = code_point(TRANSFER_NAMES, colour.transfer)
     target.color_range = LIMITED_RANGE
+
+
+def tag_timecode(stream: av.VideoStream, info: VideoInfo) -> None:
+    """The start timecode, which FFmpeg's MOV muxer writes as a timecode (tmcd) track counting at the stream's
+    frame rate (a stream copied from a template has none until told)."""
+    if info.timecode is not None:
+        stream.metadata["timecode"] = info.timecode
+        stream.codec_context.framerate = info.frame_rate
 
 
 def fill_plane(plane: av.video.plane.VideoPlane, values: np.ndarray | int, dtype: type) -> None:

@@ -26,10 +26,10 @@ class PngSequenceWriter(ImageSequenceWriter):
     single_file_holds_one = SINGLE_PNG_HOLDS_ONE
 
     def __init__(self, kind: str, path: Path, pattern: Path, info: VideoInfo, premultiplied: bool, single: bool,
-                 depth: int, first_index: int = 0) -> None:
+                 depth: int, first_index: int = 0, number_from: str = "source") -> None:
         if depth not in (8, 16):
             raise VmatteError(f"{path}: PNG depth must be 8 or 16, not {depth}")
-        super().__init__(kind, path, pattern, info, premultiplied, single, first_index)
+        super().__init__(kind, path, pattern, info, premultiplied, single, first_index, number_from)
         self._peak = (1 << depth) - 1
         self._dtype = np.uint8 if depth == 8 else np.uint16
         self._format = self.FORMATS[kind, depth]

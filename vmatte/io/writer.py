@@ -33,14 +33,15 @@ def open_writer(
     premultiplied: bool = False,
     audio_from: str | Path | None = None,
     first_index: int = 0,
+    number_from: str = "source",
 ) -> FrameWriter:
     """Open the writer the path asks for (see SUPPORTED); audio_from adds the source's audio to fgr/comp .mov;
-    a PNG sequence starts at frame ``first_index`` (files numbered by ``info.frame_number``)."""
+    a PNG sequence starts at frame ``first_index`` (files numbered as ``frame_writer.file_number`` says)."""
     writer = writer_class(kind, path)
     path = Path(path)
     if writer is PngSequenceWriter:
         return PngSequenceWriter(kind, path, png_pattern(path), info, premultiplied, is_single_png(path), png_depth,
-                                 first_index)
+                                 first_index, number_from)
     return writer(kind, path, info, premultiplied, audio_from if writer is ProResWriter and kind != "alpha" else None)
 
 
