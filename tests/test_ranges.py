@@ -32,8 +32,9 @@ from vmatte.temporal import TemporalOptions
 
 CLIP = "robustness_videos/mmaction2_basketball_2997_426x240.mp4"
 START_TC = "01:00:10:05"  # 25 fps: frame 30 is 01:00:11:10, frame 90 is 01:00:13:20
+# The README's commands.
 RANGE_ARGS = ["--start", "30", "--end", "90", "--out", "alpha.mov", "--fgr", "fgr.mov", "--comp", "matte/%07d.png",
-              "--number-from", "timecode", "-r", "0.5", "-q"]
+              "--number-from", "timecode"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,7 +46,8 @@ def offline_env():
 
 
 def vmatte(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    """``vmatte run ARGS`` in-process."""
+    return CliRunner().invoke(app, ["run", *map(str, args)])
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +65,14 @@ def engine(weights_dir, offline_env):
 @pytest.fixture(scope="module")
 def frame_range_run(camera, tmp_path_factory):
     folder = tmp_path_factory.mktemp("frames")
-    result = vmatte(camera, *RANGE_ARGS[:3], *[folder / a if a.endswith((".mov", ".png")) else a
-                                               for a in RANGE_ARGS[3:]])
+    result = vmatte(camera, *[folder / a if a.endswith((".mov", ".png")) else a for a in RANGE_ARGS])
     assert result.exit_code == 0, result.stderr
     return folder
 
 
 def test_full_run_every_mov_carries_the_source_timecode(camera, tmp_path):
     result = vmatte(camera, "--out", tmp_path / "alpha.mov", "--fgr", tmp_path / "fgr.mov", "--comp",
-                    tmp_path / "comp.mov", "-r", "0.5", "-q")
+                    tmp_path / "comp.mov")
     assert result.exit_code == 0, result.stderr
     for name in ("alpha.mov", "fgr.mov", "comp.mov"):
         assert media.mov_timecodes(tmp_path / name) == [START_TC], name

@@ -63,9 +63,11 @@ def _given(**options) -> dict:
 def run_command(
     input: Path = typer.Argument(..., help="Video file, folder of images, printf pattern (frames/%06d.png), "
                                            "or a folder of videos (batch)."),
-    out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/ or %06d.png."),
-    fgr: str = typer.Option(None, "--fgr", help="Straight foreground with alpha: .mov or PNG sequence."),
-    comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview) or PNGs."),
+    out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/, %06d.png or "
+                                                      "%06d.exr."),
+    fgr: str = typer.Option(None, "--fgr", help="Foreground with alpha: .mov, PNG or EXR sequence."),
+    comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview), PNGs or "
+                                                  "EXRs."),
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets')."),
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for outputs named by the preset's templates "
                                                          "(batch: mirrors the input folder)."),
@@ -94,6 +96,9 @@ def run_command(
     start: str = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
                                                     "(12.5s) or source timecode (01:00:11:05)."),
     end: str = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms."),
+    exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear",
+                                             help="OpenEXR colour as the source encodes it (default: linearised "
+                                                  "from its transfer function)."),
     number_from: str = typer.Option(None, "--number-from", help="Number image-sequence outputs by source frame "
                                                                 "(source, default) or by timecode frame count."),
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
@@ -124,7 +129,7 @@ def run_command(
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
         overrides = _given(model=model, weights=weights, device=device, precision=precision, semantics=semantics,
                            refiner=refiner, chunk=chunk, png_depth=png_depth, premultiplied=premultiplied,
-                           background=bg, skip_corrupt=skip_corrupt)
+                           background=bg, skip_corrupt=skip_corrupt, exr_display_encoded=exr_display_encoded)
         if downsample_ratio is not None:
             overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
         if fps is not None:

@@ -25,7 +25,7 @@ from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.clip_range import RangeSource, resolve_range
 from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence
-from .io.writer import is_png_sequence, is_single_png, png_pattern, writer_class
+from .io.writer import is_single_png, sequence_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (
     CHECKPOINT,
@@ -67,6 +67,7 @@ class JobSettings:
     start: str | None = None  # first frame of the range to matte (io/clip_range.py: frame, 12.5s or timecode)
     end: str | None = None  # the frame after the range's last
     number_from: str = "source"  # image-sequence outputs numbered by source frame ("source") or "timecode"
+    exr_display_encoded: bool = False  # OpenEXR colour as the source encodes it, instead of linearised
 
 
 @dataclass
@@ -145,9 +146,9 @@ def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None
     source = Path(input).resolve()
     source_folder = source if source.is_dir() else source.parent if is_sequence(input) else None
     for kind, path in outputs.items():
-        writer_class(kind, path)
+        sequence = writer_class(kind, path).is_sequence
         target = Path(path).resolve()
-        if target == source or (is_png_sequence(path) and png_pattern(path).parent.resolve() == source_folder):
+        if target == source or (sequence and sequence_pattern(path).parent.resolve() == source_folder):
             raise VmatteError(f"{path}: an output cannot be written over its own input")
         if existing_output(path) and not overwrite:
             raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
@@ -174,6 +175,7 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
         "frame_rate": str(info.frame_rate),
         "range": [info.first_frame, info.first_frame + info.frame_count], "number_from": settings.number_from,
+        "exr_display_encoded": settings.exr_display_encoded,
     }
 
 
@@ -229,7 +231,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     ratio = settings.downsample_ratio or auto_downsample_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
-                          premultiplied=settings.premultiplied, number_from=settings.number_from)
+                          premultiplied=settings.premultiplied, number_from=settings.number_from,
+                          exr_display_encoded=settings.exr_display_encoded)
               for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
     checkpoint = _resume_point(tracks, current, settings.fresh, notice)

@@ -20,6 +20,7 @@ left out keeps its usual default)::
     start = "2s"                     # range: frame number, seconds ("12.5s") or source timecode
     end = 250                        # exclusive; same forms
     number_from = "source"           # image-sequence outputs numbered by source frame or by "timecode"
+    exr_display_encoded = false      # OpenEXR colour linearised (default) or as the source encodes it
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -175,6 +176,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "start": (POSITION_FORMS, lambda value: check_position("start", value)),
     "end": (POSITION_FORMS + ", exclusive", lambda value: check_position("end", value)),
     "number_from": ("source or timecode", _one_of(*NUMBER_FROM)),
+    "exr_display_encoded": ("true or false", _boolean),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 

@@ -77,6 +77,7 @@ class VideoFileWriter(FrameWriter):
 
     container_format: str
     codec: str
+    carries_audio = True  # the source's audio can go in (fgr and comp)
     _colour: Colour  # the Y'CbCr tags written, chosen by _configure
 
     def __init__(
@@ -150,7 +151,7 @@ class VideoFileWriter(FrameWriter):
 class ImageSequenceWriter(FrameWriter):
     """One image file per frame, named by a printf pattern (or one file for a one-frame input).
 
-    Subclasses encode a frame to the file's bytes; this class numbers, writes and renames them.
+    Subclasses save a frame to a file; this class names it, and renames it into place once it is complete.
     """
 
     is_sequence = True
@@ -170,11 +171,10 @@ class ImageSequenceWriter(FrameWriter):
             raise VmatteError(f"{folder}: not writable")
 
     @abstractmethod
-    def _encode(self, image: np.ndarray, pts: int) -> bytes:
-        """The whole file of one frame."""
+    def _save(self, image: np.ndarray, pts: int, path: Path) -> None:
+        """Write one frame's file at ``path`` (OSError when it cannot)."""
 
     def _write(self, image: np.ndarray, pts: int) -> None:
-        data = self._encode(image, pts)
         if self._single and self.frames_written:
             raise VmatteError(f"{self.path}: {self.single_file_holds_one}")
         final = Path(self._pattern if self._single else
@@ -182,7 +182,7 @@ class ImageSequenceWriter(FrameWriter):
                                                  self._number_from))
         self._temporary = final.with_name(f".{final.name}.partial")
         try:
-            self._temporary.write_bytes(data)
+            self._save(image, pts, self._temporary)
             os.replace(self._temporary, final)
         except OSError as error:
             self.abort()
@@ -214,12 +214,11 @@ def open_output_container(
 ) -> av.container.OutputContainer:
     make_parent(path)
     try:
-        # A movie timescale equal to the track's keeps a non-zero first pts exact (the edit list that
-        # carries it is written in movie units, by default milliseconds).
-        return av.open(
-            str(partial), "w", format=container_format,
-            options={"movie_timescale": str(info.time_base.denominator), **options},
-        )
+        if container_format in ("mov", "mp4"):
+            # A movie timescale equal to the track's keeps a non-zero first pts exact (the edit list that
+            # carries it is written in movie units, by default milliseconds).
+            options = {"movie_timescale": str(info.time_base.denominator), **options}
+        return av.open(str(partial), "w", format=container_format, options=options)
     except (av.FFmpegError, OSError) as error:
         raise VmatteError(f"{path}: cannot write here ({error})") from None
 

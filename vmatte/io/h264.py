@@ -31,13 +31,24 @@ class H264PreviewWriter(VideoFileWriter):
         self._colour = BT709
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:
-        height, width = self._stream.height, self._stream.width
-        padded = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")
-        luma, cb, cr = rgb_to_ycbcr(padded, self._colour.matrix)
+        return yuv420_frame(image, self._stream.width, self._stream.height, self._colour.matrix, "yuv420p")
+
+
+def yuv420_frame(image: np.ndarray, width: int, height: int, matrix: str, pix_fmt: str) -> av.VideoFrame:
+    """An 8-bit 4:2:0 limited-range frame (``yuv420p``, or ``yuva420p`` with the last channel as alpha) of
+    ``width`` x ``height``, the image padded to it by repeating its last column and row."""
+    padded = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")
+    if image.shape[2] == 1:  # a matte: the grey picture it is
+        luma = padded[..., 0]
+        cb = cr = np.zeros((height // 2, width // 2), np.float32)
+    else:
+        luma, cb, cr = rgb_to_ycbcr(padded, matrix)
         # 4:2:0 chroma: the mean of each 2x2 block (centre-sited).
         cb = cb.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
         cr = cr.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
-        frame = av.VideoFrame(width, height, "yuv420p")
-        for plane, values in zip(frame.planes, limited_range(luma, cb, cr, bits=8)):
-            fill_plane(plane, values, np.uint8)
-        return frame
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane, values in zip(frame.planes, limited_range(luma, cb, cr, bits=8)):
+        fill_plane(plane, values, np.uint8)
+    if pix_fmt == "yuva420p":
+        fill_plane(frame.planes[3], np.rint(padded[..., -1] * 255).astype(np.uint8), np.uint8)
+    return frame

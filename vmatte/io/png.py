@@ -38,11 +38,11 @@ class PngSequenceWriter(ImageSequenceWriter):
         self._encoder.pix_fmt = self._format
         self._encoder.time_base = info.time_base
 
-    def _encode(self, image: np.ndarray, pts: int) -> bytes:
+    def _save(self, image: np.ndarray, pts: int, path: Path) -> None:
         values = np.rint(image * self._peak).astype(self._dtype)
         if self.kind == "alpha":
             values = values[..., 0]
         # from_ndarray takes native uint16 for the big-endian PNG formats and swaps bytes itself.
         frame = av.VideoFrame.from_ndarray(values, format=self._format)
         frame.pts = pts
-        return b"".join(bytes(packet) for packet in self._encoder.encode(frame))
+        path.write_bytes(b"".join(bytes(packet) for packet in self._encoder.encode(frame)))
