@@ -397,3 +397,45 @@ def scramble_avi_chunk(source: str | Path, path: str | Path, chunk: int) -> None
     noise = np.random.default_rng(chunk).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
     data[position + 16 : position + 8 + size] = noise
     Path(path).write_bytes(bytes(data))
+
+
+def write_timecoded_clip(path: str | Path, source: str | Path, frames: int, timecode: str,
+                         rate: Fraction = Fraction(25), size: tuple[int, int] = (128, 72)) -> None:
+    """A camera-like .mov: the first ``frames`` pictures of ``source`` (resized, MPEG-4 Part 2), a timecode
+    (tmcd) track starting at ``timecode`` (';' before the frames: drop-frame), and a 48 kHz stereo AAC tone
+    as long as the video."""
+    with av.open(str(source)) as container:
+        pictures = [frame.to_ndarray(format="rgb24") for _, frame in zip(range(frames), container.decode(video=0))]
+    assert len(pictures) == frames, f"{source} has fewer than {frames} frames"
+    with av.open(str(path), "w") as output:
+        video = output.add_stream("mpeg4", rate=rate)
+        video.width, video.height, video.pix_fmt = *size, "yuv420p"
+        video.options = {"qscale": "3"}
+        video.metadata["timecode"] = timecode  # FFmpeg's MOV muxer makes the tmcd track of it
+        audio = output.add_stream("aac", rate=48000, layout="stereo")
+        sample = 0
+        for index, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(cv2.resize(picture, size, interpolation=cv2.INTER_AREA), "rgb24")
+            frame.pts = index
+            output.mux(video.encode(frame))
+            while sample < (index + 1) * 48000 / rate:
+                tone = np.sin(2 * np.pi * 440 * (sample + np.arange(1024)) / 48000).astype(np.float32) * 0.2
+                chunk = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                chunk.sample_rate, chunk.pts = 48000, sample
+                output.mux(audio.encode(chunk))
+                sample += 1024
+        output.mux(video.encode(None))
+        output.mux(audio.encode(None))
+
+
+def mov_timecodes(path: str | Path) -> list[str | None]:
+    """The start timecode of each timecode (tmcd) track in a .mov, as FFmpeg's demuxer reads it."""
+    with av.open(str(path)) as container:
+        return [stream.metadata.get("timecode") for stream in container.streams.data
+                if stream.metadata.get("handler_name") == "TimeCodeHandler"]
+
+
+def audio_samples(path: str | Path) -> int:
+    """Samples of the first audio stream, decoded."""
+    with av.open(str(path)) as container:
+        return sum(frame.samples for frame in container.decode(audio=0))

@@ -70,9 +70,11 @@ def _given(**options) -> dict:
 def run_command(
     input: Path = typer.Argument(..., help="Video file, folder of images, printf pattern (frames/%06d.png), "
                                            "or a folder of videos (batch)."),
-    out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/ or %06d.png."),
-    fgr: str = typer.Option(None, "--fgr", help="Straight foreground with alpha: .mov or PNG sequence."),
-    comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview) or PNGs."),
+    out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/, %06d.png or "
+                                                      "%06d.exr."),
+    fgr: str = typer.Option(None, "--fgr", help="Foreground with alpha: .mov, PNG or EXR sequence."),
+    comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview), PNGs or "
+                                                  "EXRs."),
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets')."),
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for outputs named by the preset's templates "
                                                          "(batch: mirrors the input folder)."),
@@ -102,6 +104,14 @@ def run_command(
                                        help="Premultiply the foreground by alpha (default straight)."),
     fps: str = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 "
                                                 "... (default 25; video files keep their own)."),
+    start: str = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
+                                                    "(12.5s) or source timecode (01:00:11:05)."),
+    end: str = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms."),
+    exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear",
+                                             help="OpenEXR colour as the source encodes it (default: linearised "
+                                                  "from its transfer function)."),
+    number_from: str = typer.Option(None, "--number-from", help="Number image-sequence outputs by source frame "
+                                                                "(source, default) or by timecode frame count."),
     skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
                                       help="Repeat the last good frame in place of a corrupt one."),
     preroll: int = typer.Option(None, "--preroll", min=0, max=64,
@@ -120,17 +130,19 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
+    from .io.clip_range import check_position
     from .io.sequence import folder_images, is_sequence
     from .models.weights import DEFAULT_MODEL
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
-    from .settings import quality_level
+    from .settings import NUMBER_FROM, quality_level
 
     with user_errors():
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
         overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
                            semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
-                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt, quality=quality)
+                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt, quality=quality,
+                           exr_display_encoded=exr_display_encoded)
         if quality is not None:
             quality_level(quality)  # a wrong name fails here, before anything is opened
         if downsample_ratio is not None:
@@ -140,6 +152,10 @@ def run_command(
                 raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
                                   "(--fps is for image sequences)")
             overrides["sequence_fps"] = parse_frame_rate(fps)
+        if number_from not in (None, *NUMBER_FROM):
+            raise VmatteError(f"--number-from {number_from}: choose {' or '.join(NUMBER_FROM)}")
+        overrides.update(_given(start=start and check_position("--start", start),
+                                end=end and check_position("--end", end), number_from=number_from))
         overrides.update(overwrite=overwrite, fresh=fresh)
         chosen = load_preset(preset) if preset else None
         options = chosen.apply(overrides) if chosen else overrides
@@ -271,6 +287,7 @@ def info_command(input: Path = typer.Argument(..., help="Video file or image seq
             ("pixel format", f"{info.pix_fmt} ({info.bit_depth}-bit{', alpha' if info.has_alpha else ''})"),
             ("colour", f"matrix {info.colour_matrix}, {info.colour_range} range, primaries {info.colour_primaries}, "
                        f"transfer {info.colour_transfer}{' (some assumed: untagged)' if info.colour_assumed else ''}"),
+            ("timecode", _timecode(info)),
             ("audio", ", ".join(f"{a.codec} {a.sample_rate} Hz {a.channels} ch" for a in info.audio) or "none"),
             ("auto downsample ratio", f"{auto_downsample_ratio(info.height, info.width):.3f}"),
         ]
@@ -288,6 +305,15 @@ def _frames(info) -> str:
         return (f"{info.frame_count} ({info.undecodable_leading_frames} undecodable pictures before the first "
                 "keyframe left out)")
     return str(info.frame_count)
+
+
+def _timecode(info) -> str:
+    """The start timecode, and whether it counts drop-frame."""
+    from .io.timecode import is_drop_frame
+
+    if info.timecode is None:
+        return "none"
+    return f"{info.timecode} ({'drop-frame' if is_drop_frame(info.timecode) else 'non-drop-frame'})"
 
 
 models_app = typer.Typer(help="Known models: list them, or fetch one.", no_args_is_help=False)

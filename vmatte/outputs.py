@@ -1,8 +1,8 @@
 """An output as a resumable run builds it: in its hidden work folder, segment by segment, and put in place in
 one step when the run is complete.
 
-Video outputs (.mov, .mp4) are written as closed segments and joined by stream copy at the end; PNG
-sequences are written frame by frame (each file atomically) into the work folder and moved into place.
+Video outputs (.mov, .mp4) are written as closed segments and joined by stream copy at the end; image
+sequences (PNG, OpenEXR) are written frame by frame (each file atomically) into the work folder and moved into place.
 """
 
 import os
@@ -10,9 +10,10 @@ from pathlib import Path
 
 from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
+from .io.frame_writer import file_number
 from .io.segments import join_segments
 from .io.sequence import is_pattern, numbered_name
-from .io.writer import PngSequenceWriter, is_single_png, png_pattern, writer_class
+from .io.writer import is_single_png, sequence_pattern, writer_class
 from .resume import clear_work_dir, remove_work_dir, work_dir_for
 
 
@@ -26,18 +27,22 @@ def existing_output(path: str) -> bool:
 
 
 class OutputTrack:
-    def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool):
+    def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool,
+                 number_from: str = "source", exr_display_encoded: bool = False):
         self.kind = kind
         self.path = path
         self.info = info
-        self.png_depth = png_depth
-        self.premultiplied = premultiplied
+        self.number_from = number_from
+        # open_writer's options
+        self.options = {"png_depth": png_depth, "premultiplied": premultiplied, "number_from": number_from,
+                        "exr_display_encoded": exr_display_encoded}
         self.work_dir = work_dir_for(path)
         self.is_single_png = is_single_png(path)
-        self.is_png = writer_class(kind, path) is PngSequenceWriter
-        if self.is_png:
-            pattern = png_pattern(path)
-            self.target_dir, self.png_name = pattern.parent, pattern.name
+        self.writer = writer_class(kind, path)
+        self.is_sequence = self.writer.is_sequence
+        if self.is_sequence:
+            pattern = sequence_pattern(path)
+            self.target_dir, self.file_name = pattern.parent, pattern.name
         self.suffix = Path(path).suffix.lower()
 
     def segment_path(self, index: int) -> Path:
@@ -48,16 +53,15 @@ class OutputTrack:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VmatteError(f"{self.path}: cannot create the work folder {self.work_dir} ({exc})") from None
-        if self.is_png:
-            return open_writer(self.kind, self.work_dir / "frames" / self.png_name, self.info,
-                               png_depth=self.png_depth, premultiplied=self.premultiplied, first_index=first_frame)
-        return open_writer(self.kind, self.segment_path(index), self.info, png_depth=self.png_depth,
-                           premultiplied=self.premultiplied)
+        if self.is_sequence:
+            return open_writer(self.kind, self.work_dir / "frames" / self.file_name, self.info, first_index=first_frame,
+                               **self.options)
+        return open_writer(self.kind, self.segment_path(index), self.info, **self.options)
 
     def discard_segments_from(self, index: int) -> None:
         """Drops segments written after the checkpoint being resumed from, and any a kill left half-written
         (PNG frames are simply rewritten)."""
-        if self.work_dir.is_dir() and not self.is_png:
+        if self.work_dir.is_dir() and not self.is_sequence:
             for partial in self.work_dir.glob(".segment-*.partial*"):
                 partial.unlink()
             for segment in self.work_dir.glob(f"segment-*{self.suffix}"):
@@ -66,9 +70,9 @@ class OutputTrack:
 
     def finalize(self, segments: int, frames_total: int, audio_from: Path | None) -> None:
         """Puts the finished output in place: joined segments, or the PNG frames moved from the work folder."""
-        if not self.is_png:
+        if not self.is_sequence:
             join_segments([self.segment_path(i) for i in range(segments)], Path(self.path), self.info,
-                          audio_from if self.kind != "alpha" else None)
+                          audio_from if self.kind != "alpha" and self.writer.carries_audio else None)
             return
         frames = self.work_dir / "frames"
         if not frames.is_dir():  # moved into place already, by a run killed before it could tidy up
@@ -89,8 +93,8 @@ class OutputTrack:
         replaced one by one, so a move cut short by a kill can simply be repeated)."""
         if not self.target_dir.is_dir() or self.is_single_png:
             return
-        name = numbered_name(self.png_name)
-        numbers = {self.info.frame_number(index) for index in range(frames_total)}
+        name = numbered_name(self.file_name)
+        numbers = {file_number(self.info, index, self.number_from) for index in range(frames_total)}
         for old in self.target_dir.iterdir():
             if (found := name.match(old.name)) and int(found.group(1)) not in numbers:
                 old.unlink()

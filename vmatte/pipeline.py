@@ -22,8 +22,11 @@ from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
 from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
+from .io.clip_range import RangeSource, resolve_range
+from .io.frame_writer import partial_path
+from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence, sequence_files
-from .io.writer import SINGLE_PNG_HOLDS_ONE, is_png_sequence, is_single_png, partial_path, png_pattern, writer_class
+from .io.writer import is_single_png, sequence_pattern, writer_class
 from .outputs import OutputTrack, existing_output
 from .resume import (
     CHECKPOINT,
@@ -118,9 +121,9 @@ def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None
     source = Path(input).resolve()
     source_folder = source if source.is_dir() else source.parent if is_sequence(input) else None
     for kind, path in outputs.items():
-        writer_class(kind, path)
+        sequence = writer_class(kind, path).is_sequence
         target = Path(path).resolve()
-        if target == source or (is_png_sequence(path) and png_pattern(path).parent.resolve() == source_folder):
+        if target == source or (sequence and sequence_pattern(path).parent.resolve() == source_folder):
             raise VmatteError(f"{path}: an output cannot be written over its own input")
         if existing_output(path) and not overwrite:
             raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
@@ -144,6 +147,8 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "background": settings.background if "comp" in settings.outputs else None,
         "temporal": asdict(settings.temporal.for_source(info.is_image_sequence)),
         "frame_rate": str(info.frame_rate),
+        "range": [info.first_frame, info.first_frame + info.frame_count], "number_from": settings.number_from,
+        "exr_display_encoded": settings.exr_display_encoded,
     }
 
 
@@ -197,7 +202,11 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
+    if settings.start is not None or settings.end is not None:
+        source = RangeSource(source, resolve_range(source.info, source.pts, settings.start, settings.end))
     info = source.info
+    if settings.number_from == "timecode" and info.timecode is None:
+        raise VmatteError(f"--number-from timecode: {settings.input} states no start timecode")
     single = [path for path in settings.outputs.values() if is_single_png(path)]
     if single and info.frame_count > 1:
         source.close()
@@ -207,7 +216,9 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     ratio = settings.downsample_ratio or quality_level(settings.quality).auto_ratio(info.height, info.width)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
-                          premultiplied=settings.premultiplied) for kind in OUTPUT_KINDS if kind in settings.outputs]
+                          premultiplied=settings.premultiplied, number_from=settings.number_from,
+                          exr_display_encoded=settings.exr_display_encoded)
+              for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
     with locked_work_dirs({track.work_dir: track.path for track in tracks}):
         checkpoint = _resume_point(tracks, current, settings.fresh, notice)
@@ -222,6 +233,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             else:  # empty once every frame is in segments: only the final step is left
                 stream.next_frame = checkpoint.next_frame
             notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
+        elif isinstance(source, RangeSource):
+            stream.warm_up(list(source.warm_up_frames(temporal.preroll)))
         segments_done = checkpoint.segments if checkpoint else 0
         for track in tracks:
             track.discard_segments_from(segments_done)

@@ -19,6 +19,10 @@ left out keeps its usual default)::
     skip_corrupt = false
     sequence_fps = "24000/1001"      # frame rate of image-sequence inputs (default 25)
     quality = "standard"             # fast, standard, best (see ensemble.py); explicit ratio/refiner win
+    start = "2s"                     # range: frame number, seconds ("12.5s") or source timecode
+    end = 250                        # exclusive; same forms
+    number_from = "source"           # image-sequence outputs numbered by source frame or by "timecode"
+    exr_display_encoded = false      # OpenEXR colour linearised (default) or as the source encodes it
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
     alpha = "{stem}.alpha.mov"
@@ -46,9 +50,10 @@ import vmatte
 
 from .errors import VmatteError
 from .io import probe
+from .io.clip_range import POSITION_FORMS, check_position
 from .io.sequence import is_pattern, sequence_name
 from .models.weights import MODELS, cache_dir, find_local
-from .settings import BACKENDS, OUTPUT_KINDS, PRECISION_NAMES, QUALITIES, SEMANTICS_NAMES, JobSettings
+from .settings import BACKENDS, NUMBER_FROM, OUTPUT_KINDS, PRECISION_NAMES, QUALITIES, SEMANTICS_NAMES, JobSettings
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -171,6 +176,10 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "skip_corrupt": ("true or false", _boolean),
     "sequence_fps": (FRAME_RATE_FORMS, parse_frame_rate),
     "quality": (f"one of {', '.join(QUALITIES)}", _one_of(*QUALITIES)),
+    "start": (POSITION_FORMS, lambda value: check_position("start", value)),
+    "end": (POSITION_FORMS + ", exclusive", lambda value: check_position("end", value)),
+    "number_from": ("source or timecode", _one_of(*NUMBER_FROM)),
+    "exr_display_encoded": ("true or false", _boolean),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
 

@@ -15,6 +15,7 @@ PRECISION_NAMES = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "torch", "openvino")  # inference backends (inference.choose_backend)
 SEMANTICS_NAMES = ("torch", "tfjs")  # official PyTorch numerics (default), the TF.js export's
 SMOOTHERS = ("ofd",)
+NUMBER_FROM = ("source", "timecode")  # how image-sequence output files are numbered
 
 # The internal (downsampled) long side of --downsample-ratio auto. RVM's authors advise about 480-512 px for
 # portraits and more for full-body shots; measured on composites with exact ground truth (README, "Quality"),
@@ -136,3 +137,7 @@ class JobSettings:
     fresh: bool = False  # discard saved progress instead of resuming
     sequence_fps: Fraction | None = None  # frame rate of an image-sequence input (None: 25)
     quality: str = DEFAULT_QUALITY  # fast, standard or best: defaults for the ratio and refiner, the passes
+    start: str | None = None  # first frame of the range to matte (io/clip_range.py: frame, 12.5s or timecode)
+    end: str | None = None  # the frame after the range's last
+    number_from: str = "source"  # image-sequence outputs numbered by source frame ("source") or "timecode"
+    exr_display_encoded: bool = False  # OpenEXR colour as the source encodes it, instead of linearised

@@ -91,6 +91,7 @@ class MattingStream:
     _pending: list[_Pending] = field(default_factory=list)
     _prerolled_shot: int | None = None  # index of the shot start whose pre-roll is done
     _smoother: OneFrameDelaySmoother | None = None
+    _warmed_up: bool = False  # frame 0 continues from frames before it (a range's warm-up)
 
     def __post_init__(self) -> None:
         self.options = self.options.for_source(image_sequence=False)  # explicit choices are kept as given
@@ -102,12 +103,27 @@ class MattingStream:
     def push(self, frames: list[SourceFrame]) -> list:
         for frame in frames:
             thumb = thumbnail(frame.rgb) if self.options.cuts else None
-            shot_start = frame.index == 0 or (
+            shot_start = (frame.index == 0 and not self._warmed_up) or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)
             self._pending.append(_Pending(frame, thumb, shot_start))
             self.last_thumbnail = thumb
         return self._drain(end_of_stream=False)
+
+    def warm_up(self, frames: list[SourceFrame]) -> None:
+        """Builds the state over the frames that come just before frame 0 (a range of a clip: a true pre-roll),
+        from the last shot cut among them; frame 0 is then a shot start only if a cut comes right before it."""
+        items = [_Pending(frame, thumbnail(frame.rgb) if self.options.cuts else None, False) for frame in frames]
+        if not items:
+            return
+        first = 0
+        for index in range(1, len(items)):
+            previous, current = items[index - 1].thumbnail, items[index].thumbnail
+            if current is not None and cut_score(previous, current) > self.options.cut_threshold:
+                first = index
+        self._start_shot(items[first:])
+        self.last_thumbnail = items[-1].thumbnail
+        self._warmed_up = True
 
     def finish(self) -> list:
         out = self._drain(end_of_stream=True)

@@ -4,15 +4,20 @@ is written.
 Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others (Vorbis, Opus, FLAC, ...) are
 decoded to PCM: 16-bit when the source decodes to 16-bit samples, else 24-bit (a 24-bit FLAC stays 24-bit). PCM
 has no encoder delay, so the duration is unchanged.
+
+The audio of a range of a clip (an ``AudioCut``) is always decoded to PCM, so it is cut at the sample where
+the range's first frame starts and its last frame ends (a copied AAC packet holds 1024 samples).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from vmatte.errors import VmatteError
 
@@ -23,15 +28,25 @@ MOV_COPYABLE = {
 SIXTEEN_BIT_FORMATS = {"u8", "u8p", "s16", "s16p"}
 
 
+@dataclass(frozen=True)
+class AudioCut:
+    """The audio of a range: source seconds [start, end), moved ``shift`` seconds earlier in the output."""
+
+    start: float
+    end: float
+    shift: float
+
+
 class AudioTrack:
     """Feeds the output's audio stream up to the time of the video written so far."""
 
     def __init__(self, output: av.container.OutputContainer, source: av.container.InputContainer,
-                 source_stream: av.AudioStream) -> None:
+                 source_stream: av.AudioStream, cut: AudioCut | None = None) -> None:
         self._output = output
         self._input = source
+        self._cut = cut
         context = source_stream.codec_context
-        self._copy = context.codec.canonical_name in MOV_COPYABLE
+        self._copy = context.codec.canonical_name in MOV_COPYABLE and cut is None
         if self._copy:
             self._stream = output.add_stream_from_template(source_stream)
         else:
@@ -79,14 +94,37 @@ class AudioTrack:
             if self._next_sample is None:  # keep the source's start time
                 self._next_sample = round(frame.time * self._stream.rate) if frame.time is not None else 0
             for pcm in self._resampler.resample(frame):
-                pcm.pts = self._next_sample
-                pcm.time_base = self._stream.time_base
+                first = self._next_sample
                 self._next_sample += pcm.samples
+                if self._cut is not None:
+                    pcm, first = self._within_cut(pcm, first)
+                    if pcm is None:
+                        continue
+                pcm.pts = first
+                pcm.time_base = self._stream.time_base
                 yield from self._stream.encode(pcm)
 
+    def _within_cut(self, pcm: av.AudioFrame, first: int) -> tuple[av.AudioFrame | None, int]:
+        """The samples of ``pcm`` (starting at sample ``first``) inside the cut, and where they go in the output."""
+        rate = self._stream.rate
+        start, end = round(self._cut.start * rate), round(self._cut.end * rate)
+        keep_from, keep_to = max(first, start), min(first + pcm.samples, end)
+        if keep_to <= keep_from:
+            return None, 0
+        if (keep_from, keep_to) != (first, first + pcm.samples):
+            channels = len(pcm.layout.channels)
+            samples = pcm.to_ndarray()  # packed: one row of interleaved samples
+            kept = np.ascontiguousarray(samples[:, (keep_from - first) * channels : (keep_to - first) * channels])
+            cut = av.AudioFrame.from_ndarray(kept, format=pcm.format.name, layout=pcm.layout.name)
+            cut.sample_rate = rate
+            pcm = cut
+        return pcm, keep_from - round(self._cut.shift * rate)
 
-def open_audio_track(output: av.container.OutputContainer, source: str | Path) -> AudioTrack | None:
-    """An AudioTrack for the source's first decodable audio stream, or None when it has none."""
+
+def open_audio_track(output: av.container.OutputContainer, source: str | Path,
+                     cut: AudioCut | None = None) -> AudioTrack | None:
+    """An AudioTrack for the source's first decodable audio stream (only its ``cut``, when given), or None when
+    it has none."""
     try:
         container = av.open(str(source))
     except av.FFmpegError as error:
@@ -95,7 +133,7 @@ def open_audio_track(output: av.container.OutputContainer, source: str | Path) -
     if not streams:
         container.close()
         return None
-    return AudioTrack(output, container, streams[0])
+    return AudioTrack(output, container, streams[0], cut)
 
 
 def decodable_audio_streams(container: av.container.InputContainer) -> list[av.AudioStream]:

@@ -27,10 +27,11 @@ from pathlib import Path
 import av
 
 from vmatte.errors import VmatteError
-from vmatte.io.audio import decodable_audio_streams
+from vmatte.io.audio import AudioCut, decodable_audio_streams
 from vmatte.io.colour import MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, SRGB_TRANSFER, TRANSFER_NAMES, Colour, is_yuv
 from vmatte.io.orientation import UPRIGHT, Orientation, orientation_of
 from vmatte.io.sequence import frame_numbers, is_sequence, sequence_files
+from vmatte.io.timecode import first_frame_timecode, read_timecode, timecode_to_frames
 from vmatte.io.vpx import packet_shows_frame
 
 SEQUENCE_FRAME_RATE = Fraction(25)  # of image sequences, unless given
@@ -85,10 +86,20 @@ class VideoInfo:
     @property
     def interlaced(self) -> bool:
         return self.field_order != "progressive"
+    timecode: str | None = None  # of the first frame, as HH:MM:SS:FF (';' before FF: drop-frame); None: not stated
+    first_frame: int = 0  # the source position of frame 0 (a range of a clip starts later)
+    audio_cut: AudioCut | None = None  # a range: the part of the source's audio that goes with it
 
     def frame_number(self, index: int) -> int:
-        """The number a frame's PNG output gets: its source image's own number, else its position."""
-        return self.frame_numbers[index] if self.frame_numbers else index
+        """The number a frame's image-sequence output gets: its source image's own number, else its position in
+        the source."""
+        return self.frame_numbers[index] if self.frame_numbers else self.first_frame + index
+
+    def timecode_frame(self, index: int) -> int:
+        """A frame's timecode as a frame count since 00:00:00:00 (for outputs numbered by timecode)."""
+        if self.timecode is None:
+            raise VmatteError(f"{self.path}: states no start timecode to number frames by")
+        return timecode_to_frames(self.timecode, self.frame_rate) + index
 
     @property
     def colour(self) -> Colour:
@@ -178,6 +189,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         stream_index, time_base = stream.index, Fraction(stream.time_base)
         format_name = container.format.name
         by_count = not _packet_times_trusted(format_name, packets, bool(stream.codec_context.has_b_frames))
+        timecode = read_timecode(container, stream)
     if not packets:
         raise VmatteError(f"{path}: the video stream has no frames")
     frame, colour, colour_assumed, field_order = _first_frame(path, stream_index, codec)
@@ -227,6 +239,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         pixel_aspect=orientation.display_aspect(Fraction(sample_aspect)) if sample_aspect else Fraction(1),
         undecodable_leading_frames=leading,
         field_order=field_order,
+        timecode=first_frame_timecode(timecode, leading, frame_rate),
     )
     return info, Timeline(pts=pts, keyframes=keyframes, orientation=orientation, stream_index=stream_index,
                           by_count=by_count, lost=lost)

@@ -52,6 +52,11 @@ class FrameSource(ABC):
     @abstractmethod
     def _frames(self, start: int) -> Iterator[SourceFrame]: ...
 
+    @property
+    def pts(self) -> tuple[int, ...]:
+        """Every frame's presentation timestamp, in display order."""
+        return self._timeline.pts
+
     def close(self) -> None:
         """Nothing is held open between iterations; kept so sources can be used as context managers."""
 

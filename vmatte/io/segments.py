@@ -14,10 +14,10 @@ import av
 
 from vmatte.errors import VmatteError
 from vmatte.io.audio import open_audio_track
+from vmatte.io.frame_writer import open_output_container, partial_path, tag_timecode
 from vmatte.io.probe import VideoInfo
-from vmatte.io.writer import open_output_container, partial_path
 
-CONTAINER_FORMATS = {".mov": "mov", ".mp4": "mp4"}
+CONTAINER_FORMATS = {".mov": "mov", ".mp4": "mp4", ".webm": "webm"}
 
 
 def join_segments(segments: list[Path], path: Path, info: VideoInfo, audio_from: str | Path | None = None) -> None:
@@ -37,8 +37,12 @@ def join_segments(segments: list[Path], path: Path, info: VideoInfo, audio_from:
             stream.codec_tag = template.codec_tag
             if template.sample_aspect_ratio:
                 stream.codec_context.sample_aspect_ratio = template.sample_aspect_ratio
+            tag_timecode(stream, info)
+            # VP9 alpha travels in each block's additional data; the tag (read back upper-case) announces it.
+            if alpha_mode := {key.lower(): value for key, value in template.metadata.items()}.get("alpha_mode"):
+                stream.metadata["alpha_mode"] = alpha_mode
         if audio_from is not None:
-            audio = open_audio_track(output, audio_from)
+            audio = open_audio_track(output, audio_from, info.audio_cut)
         for segment in segments:
             with av.open(str(segment)) as container:
                 for packet in container.demux(container.streams.video[0]):

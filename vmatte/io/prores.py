@@ -1,0 +1,41 @@
+"""ProRes 4444 .mov: the master deliverable (alpha, foreground with alpha, composite)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+from vmatte.io.colour import limited_range, rgb_to_limited_codes
+from vmatte.io.frame_writer import VideoFileWriter, fill_plane, output_colour
+
+
+class ProResWriter(VideoFileWriter):
+    """ProRes 4444 in MOV: 10-bit 4:4:4 limited-range Y'CbCr, plus a full-range alpha plane (fgr, alpha)."""
+
+    container_format = "mov"
+    codec = "prores_ks"
+
+    def _configure(self, stream: av.VideoStream) -> None:
+        self._colour = output_colour(self.info)
+        stream.width, stream.height = self.info.width, self.info.height
+        # The matte .mov carries the matte twice: as its grey picture (for luma keys and viewing) and as its
+        # alpha channel, which ProRes stores losslessly (its picture is lossy at sharp edges).
+        stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
+        stream.options = {"profile": "4444", "vendor": "apl0"}
+        stream.codec_context.thread_type = "SLICE"  # prores_ks codes slices in parallel
+
+    def _frame(self, image: np.ndarray) -> av.VideoFrame:
+        frame = av.VideoFrame(self.info.width, self.info.height, self._stream.pix_fmt)
+        if self.kind == "alpha":
+            # The matte as a grey picture: Y carries it, chroma is neutral.
+            luma, _, _ = limited_range(image[..., 0], 0.0, 0.0, bits=10)
+            fill_plane(frame.planes[0], luma, np.uint16)
+            fill_plane(frame.planes[1], 512, np.uint16)
+            fill_plane(frame.planes[2], 512, np.uint16)
+        else:
+            codes = rgb_to_limited_codes(image, self._colour.matrix, bits=10)
+            for index, plane in enumerate(frame.planes[:3]):
+                fill_plane(plane, codes[..., index], np.uint16)
+        if self.kind != "comp":
+            fill_plane(frame.planes[3], np.rint(image[..., -1] * 1023).astype(np.uint16), np.uint16)
+        return frame
