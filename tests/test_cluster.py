@@ -1,0 +1,142 @@
+"""Batches on a local Ray instance (``--ray local``) write exactly what a local batch writes: the same report,
+the same decoded frames; a worker process killed mid-clip costs at most a segment and changes nothing.
+
+One Ray instance serves the whole module (it takes seconds to start); every test keeps its clips tiny.
+"""
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from test_batch import trim
+
+from vmatte.batch import DONE, FAILED, NOT_VIDEO, run_batch
+from vmatte.errors import VmatteError
+from vmatte.resume import load_checkpoint, work_dir_for
+
+if os.environ.get("CI", "").lower() != "true":
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'vmatte[ray]' (CI installs it)")
+
+from vmatte.cluster import connect, run_batch_on_ray  # noqa: E402
+
+TEMPLATES = {"alpha": "{stem}.alpha.mov", "comp": "{stem}_comp/%06d.png"}
+OPTIONS = {"downsample_ratio": 0.25}
+FACE = "portrait_videos/androidx_webcam_face_640x428.mov"
+BEDROOM = "portrait_videos/sam2_bedroom_child_960x540.mp4"
+LONG_CLIP = "robustness_videos/mmaction2_basketball_2997_426x240.mp4"  # 300 frames
+
+
+@pytest.fixture(scope="module")
+def ray_local(weights_dir):
+    """A local Ray instance for the module. Its worker processes inherit this environment, so the weights
+    are set before it starts."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VMATTE_WEIGHTS", str(weights_dir))
+        patch.setenv("VMATTE_OFFLINE", "1")
+        assert connect("local")
+        yield
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory, samples_dir) -> Path:
+    folder = tmp_path_factory.mktemp("footage")
+    trim(samples_dir / FACE, folder / "face.mp4", frames=6, size=(96, 64))
+    trim(samples_dir / BEDROOM, folder / "day2" / "bedroom.mp4", frames=6, size=(96, 54))
+    shutil.copy(samples_dir / "robustness_videos" / "decord_corrupted.mp4", folder / "broken.mp4")
+    (folder / "notes.txt").write_text("shot list\n")
+    return folder
+
+
+def decoded_outputs(folder: Path) -> dict[str, list[np.ndarray] | bytes]:
+    """Every output under ``folder``: a movie as its decoded frames, any other file as its bytes."""
+    outputs = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix == ".mov":
+            with av.open(str(path)) as container:
+                outputs[path.relative_to(folder).as_posix()] = [
+                    frame.to_ndarray(format="rgba64le") for frame in container.decode(video=0)]
+        else:
+            outputs[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return outputs
+
+
+def assert_same_outputs(folder: Path, reference: Path) -> None:
+    got, expected = decoded_outputs(folder), decoded_outputs(reference)
+    assert sorted(got) == sorted(expected)
+    for name, data in expected.items():
+        if isinstance(data, list):
+            assert len(got[name]) == len(data) and all(np.array_equal(a, b) for a, b in zip(got[name], data)), name
+        else:
+            assert got[name] == data, name
+
+
+def test_ray_batch_writes_what_a_local_batch_writes(ray_local, footage, tmp_path):
+    local = run_batch(footage, tmp_path / "local", TEMPLATES, OPTIONS, recursive=True, notice=lambda m: None)
+    notices = []
+    on_ray = run_batch_on_ray(footage, tmp_path / "ray", TEMPLATES, OPTIONS, address="local", recursive=True,
+                              notice=notices.append)
+    assert [(c.name, c.status, c.frames) for c in on_ray.clips] == [(c.name, c.status, c.frames) for c in local.clips]
+    assert [c.status for c in on_ray.clips] == [FAILED, DONE, DONE, NOT_VIDEO]
+    assert "corrupt frame at index 30" in on_ray.clips[0].message  # failed for its own reasons, reported
+    assert sum("using rvm-mobilenetv3-int8" in n for n in notices) == 1
+    assert_same_outputs(tmp_path / "ray", tmp_path / "local")
+
+    # Run again: finished clips are skipped without starting any worker.
+    again = run_batch_on_ray(footage, tmp_path / "ray", TEMPLATES, OPTIONS, address="local", recursive=True)
+    assert [c.status for c in again.clips] == [FAILED, "skipped", "skipped", NOT_VIDEO]
+
+
+def test_an_output_folder_workers_cannot_write_is_one_clear_error_before_any_work(ray_local, footage, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the output folder should be")
+    with pytest.raises(VmatteError, match=r"Ray node .* cannot write in the output folder .*every node sees"):
+        run_batch_on_ray(footage, blocked / "out", TEMPLATES, OPTIONS, address="local", recursive=True)
+
+
+def kill_worker_after_checkpoint(work_dir: Path, killed: list[int]) -> None:
+    """Waits for the clip's first checkpoint mid-clip, then SIGKILLs the Ray worker process running it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            checkpoint = load_checkpoint(work_dir)
+        except Exception:  # being replaced right now
+            checkpoint = None
+        if checkpoint is not None and checkpoint.segments > 0:
+            break
+        time.sleep(0.02)
+    for pid in os.listdir("/proc"):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid.isdigit() and title.startswith(b"ray::ClipWorker"):
+            os.kill(int(pid), signal.SIGKILL)
+            killed.append(int(pid))
+
+
+def test_a_worker_killed_mid_clip_costs_at_most_a_segment(ray_local, samples_dir, tmp_path):
+    footage = tmp_path / "in"
+    trim(samples_dir / LONG_CLIP, footage / "long.mp4", frames=160, size=(64, 36))
+    templates = {"alpha": "{stem}.alpha.mov"}
+    options = {"downsample_ratio": 0.5}
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_worker_after_checkpoint,
+                              args=(work_dir_for(tmp_path / "ray" / "long.alpha.mov"), killed))
+    killer.start()
+    report = run_batch_on_ray(footage, tmp_path / "ray", templates, options, address="local")
+    killer.join()
+    assert len(killed) == 1
+    (clip,) = report.clips
+    assert clip.status == DONE and clip.frames == 160
+    assert clip.message == "resumed from frame 64"  # Ray ran the clip again; it went on from its checkpoint
+    run_batch(footage, tmp_path / "local", templates, options, notice=lambda m: None)
+    assert_same_outputs(tmp_path / "ray", tmp_path / "local")
