@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -19,6 +20,7 @@ from test_batch import trim
 from vmatte.batch import DONE, FAILED, NOT_VIDEO, run_batch
 from vmatte.errors import VmatteError
 from vmatte.resume import load_checkpoint, work_dir_for
+from vmatte.temporal import TemporalOptions
 
 if os.environ.get("CI", "").lower() != "true":
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'vmatte[ray]' (CI installs it)")
@@ -140,3 +142,38 @@ def test_a_worker_killed_mid_clip_costs_at_most_a_segment(ray_local, samples_dir
     assert clip.message == "resumed from frame 64"  # Ray ran the clip again; it went on from its checkpoint
     run_batch(footage, tmp_path / "local", templates, options, notice=lambda m: None)
     assert_same_outputs(tmp_path / "ray", tmp_path / "local")
+
+
+def two_shot_clip(samples_dir: Path, path: Path, frames: int = 7, size: tuple[int, int] = (96, 64)) -> None:
+    """A hard cut: the first frames of two sample clips back to back, as one small H.264 .mp4 at 25 fps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        index = 0
+        for source in (FACE, BEDROOM):
+            with av.open(str(samples_dir / source)) as clip:
+                for _, frame in zip(range(frames), clip.decode(video=0)):
+                    small = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    small.pts, small.time_base = index, Fraction(1, 25)
+                    out.mux(stream.encode(small))
+                    index += 1
+        out.mux(stream.encode(None))
+
+
+def test_split_at_shots_writes_what_a_sequential_run_writes(ray_local, footage, samples_dir, tmp_path):
+    folder = tmp_path / "in"
+    two_shot_clip(samples_dir, folder / "cut.mp4")
+    trim(samples_dir / FACE, folder / "single.mp4", frames=5, size=(96, 64))  # one shot: runs whole
+    local = run_batch(folder, tmp_path / "local", TEMPLATES, OPTIONS, notice=lambda m: None)
+    split = run_batch_on_ray(folder, tmp_path / "ray", TEMPLATES, OPTIONS, address="local", split="shots")
+    assert [(c.name, c.status, c.frames) for c in split.clips] == [("cut.mp4", DONE, 14), ("single.mp4", DONE, 5)]
+    assert split.clips[0].message == "split into 2 shots" and split.clips[1].message == ""
+    assert_same_outputs(tmp_path / "ray", tmp_path / "local")
+    assert [c.frames for c in local.clips] == [14, 5]
+
+
+def test_split_refuses_smoothing_that_looks_across_cuts(footage, tmp_path):
+    options = {**OPTIONS, "temporal": TemporalOptions(smooth="ofd")}
+    with pytest.raises(VmatteError, match="--split shots: smoothing .* add --smooth none"):
+        run_batch_on_ray(footage, tmp_path, TEMPLATES, options, address="local", split="shots")

@@ -77,6 +77,8 @@ def run_command(
                                                             "node, or per GPU)."),
     ray: str = typer.Option(None, "--ray", help="Batch: run on Ray: local (start it here), auto (the cluster "
                                                 "'ray start' or RAY_ADDRESS names), host:port or ray://host:port."),
+    split: str = typer.Option(None, "--split", help="With --ray: 'shots' runs each shot of a clip (cut at hard cuts) "
+                                                    "as its own unit; same output."),
     bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
@@ -143,10 +145,10 @@ def run_command(
             if not templates:
                 raise VmatteError("a folder of videos needs output names: give --preset NAME or "
                                   "--out-template KIND=TEMPLATE (for example alpha={stem}.alpha.mov)")
-            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray)
+            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split)
             return
-        if ray is not None:
-            raise VmatteError("--ray runs a batch: give a folder of videos")
+        if ray is not None or split is not None:
+            raise VmatteError("--ray and --split run a batch: give a folder of videos")
         outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
         _run_single(input, outputs, options, dry_run, quiet)
 
@@ -195,7 +197,7 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
-               jobs: int, dry_run: bool, quiet: bool, ray: str | None) -> None:
+               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None) -> None:
     from .batch import find_videos, render_report, run_batch
     from .presets import render_outputs
 
@@ -208,12 +210,15 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
         for other in others:
             typer.echo(f"{other}: skipped, not a video")
         return
+    if split is not None and ray is None:
+        raise VmatteError("--split runs shots as separate units on Ray: add --ray local (or a cluster's address)")
     with make_progress(quiet) as progress:
         if ray is not None:
             from .cluster import run_batch_on_ray
 
             report = run_batch_on_ray(input_dir, out_dir, templates, options, address=ray, recursive=recursive,
-                                      glob=glob, jobs=jobs, progress=None if quiet else progress, notice=say)
+                                      glob=glob, jobs=jobs, split=split, progress=None if quiet else progress,
+                                      notice=say)
         else:
             report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
                                progress=None if quiet else progress, notice=say)

@@ -20,13 +20,32 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.progress import Progress
 
-from .batch import BATCH_INTERRUPTED, FAILED, BatchPlan, BatchReport, ClipPlan, ClipResult, plan_batch, run_clip
+from .batch import (
+    BATCH_INTERRUPTED,
+    DONE,
+    FAILED,
+    SKIPPED,
+    BatchPlan,
+    BatchReport,
+    ClipPlan,
+    ClipResult,
+    output_complete,
+    plan_batch,
+    run_clip,
+)
 from .errors import VmatteError
+from .io import open_source
+from .io.writer import PngSequenceWriter, png_pattern, writer_class
+from .outputs import OutputTrack, segment_path
 from .pipeline import Interrupted, JobSettings, load_engine
+from .presets import job_settings
+from .resume import CHECKPOINT, remove_work_dir, work_dir_for
+from .temporal import cut_score, thumbnail
 
 RESTARTS = 3  # a worker that dies more often than this on one clip is given up, and the clip reported failed
 POLL_SECONDS = 0.2  # how often the driver refreshes the progress display
@@ -62,11 +81,19 @@ def connect(address: str) -> bool:
 
 def run_batch_on_ray(input_dir: Path, out_dir: Path, templates: Mapping[str, str], options: Mapping[str, object], *,
                      address: str = "local", recursive: bool = False, glob: str | None = None, jobs: int = 1,
-                     progress: Progress | None = None, notice: Callable[[str], None] = print) -> BatchReport:
+                     split: str | None = None, progress: Progress | None = None,
+                     notice: Callable[[str], None] = print) -> BatchReport:
     """``batch.run_batch`` on a Ray cluster (see the module's description); ``jobs``: workers per CPU node, or
-    per GPU on GPU nodes."""
+    per GPU on GPU nodes. ``split="shots"`` cuts each clip at its hard cuts into shots that run as separate
+    units: the state is reset at a cut anyway, so the outputs are those of a sequential run."""
     if jobs < 1:
         raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time per node")
+    if split not in (None, "shots"):
+        raise VmatteError(f"--split {split}: the only split is 'shots'")
+    temporal = options.get("temporal")
+    if split and temporal is not None and temporal.smooth:
+        raise VmatteError(f"--split shots: smoothing ({temporal.smooth}) looks across cuts, so shots cannot run "
+                          "apart; add --smooth none or leave out --split")
     start = time.perf_counter()
     # Workers run elsewhere, in other folders: every path they get is absolute.
     plan = plan_batch(Path(os.path.abspath(input_dir)), Path(os.path.abspath(out_dir)), templates, options,
@@ -76,7 +103,8 @@ def run_batch_on_ray(input_dir: Path, out_dir: Path, templates: Mapping[str, str
     if plan.to_run:
         connected = connect(address)
         try:
-            for result in _run_clips(plan, Path(os.path.abspath(out_dir)), options, jobs, progress, notice):
+            for result in _run_clips(plan, Path(os.path.abspath(out_dir)), options, jobs, bool(split), progress,
+                                     notice):
                 results[result.name] = result
                 if progress:
                     progress.advance(overall)
@@ -138,6 +166,79 @@ class ClipWorker:
         finally:
             self.board.finished.remote(clip.name)
 
+    def find_shots(self, clip: ClipPlan, options: Mapping[str, object]) -> list[tuple[int, int]] | ClipResult:
+        """The clip's shots as frame ranges, or its failure."""
+        for path in clip.to_write.values():  # a sequential run's segments are not shots: start over
+            if (work_dir_for(path) / CHECKPOINT).is_file():
+                remove_work_dir(work_dir_for(path))
+        try:
+            return find_shots(job_settings(clip.input, clip.to_write, options))
+        except VmatteError as exc:
+            return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=str(exc))
+
+    def run_shot(self, clip: ClipPlan, options: Mapping[str, object], index: int, shots: int,
+                 frames: tuple[int, int]) -> ClipResult:
+        """One shot of a split clip, into its own outputs in the clip's work folders (done already: skipped)."""
+        outputs = shot_outputs(clip, index)
+        if all(output_complete(path) for path in outputs.values()):
+            return ClipResult(clip.input, clip.name, SKIPPED, outputs)
+        unit = replace(clip, name=f"{clip.name} shot {index + 1}/{shots}", to_write=outputs)
+        return self.run(unit, {**options, "shot": frames})
+
+    def join_shots(self, clip: ClipPlan, options: Mapping[str, object], shots: int) -> ClipResult:
+        try:
+            join_shots(job_settings(clip.input, clip.to_write, options), clip, shots)
+        except VmatteError as exc:
+            return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=str(exc))
+        return ClipResult(clip.input, clip.name, DONE, clip.outputs)
+
+
+def find_shots(settings: JobSettings) -> list[tuple[int, int]]:
+    """Frame ranges of the shots of a clip, cut where the matting stream resets its state: the same test on the
+    same thumbnails (temporal.py), so a shot matted on its own starts exactly as in a sequential run."""
+    with open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps) as source:
+        options = settings.temporal.for_source(source.info.is_image_sequence)
+        starts, previous, count = [0], None, 0
+        for frame in source.frames(0) if options.cuts else ():
+            current = thumbnail(frame.rgb)
+            if previous is not None and cut_score(previous, current) > options.cut_threshold:
+                starts.append(frame.index)
+            previous, count = current, frame.index + 1
+        count = count or source.info.frame_count
+    return list(zip(starts, [*starts[1:], count]))
+
+
+def shot_outputs(clip: ClipPlan, index: int) -> dict[str, str]:
+    """Where shot ``index`` of a split clip is written: as segment ``index`` of each movie output (joined as a
+    resumed run joins its segments), or into its own folder of PNG frames."""
+    outputs = {}
+    for kind, path in clip.to_write.items():
+        if writer_class(kind, path) is PngSequenceWriter:
+            outputs[kind] = str(work_dir_for(path) / "shots" / f"{index:06d}" / png_pattern(path).name)
+        else:
+            outputs[kind] = str(segment_path(work_dir_for(path), index, Path(path).suffix.lower()))
+    return outputs
+
+
+def join_shots(settings: JobSettings, clip: ClipPlan, shots: int) -> None:
+    """Puts a split clip's outputs in place from its shots' outputs, with the clip's audio."""
+    with open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps) as source:
+        info = source.info
+    audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
+    tracks = [OutputTrack(kind, path, info, png_depth=settings.png_depth, premultiplied=settings.premultiplied)
+              for kind, path in settings.outputs.items()]
+    for track in tracks:
+        if track.is_png:
+            frames = track.work_dir / "frames"
+            frames.mkdir(exist_ok=True)
+            for index in range(shots):
+                folder = Path(shot_outputs(clip, index)[track.kind]).parent
+                for frame in sorted(folder.iterdir()) if folder.is_dir() else ():
+                    os.replace(frame, frames / frame.name)
+        track.finalize(shots, info.frame_count, audio_from)
+    for track in tracks:
+        track.remove_work_dir()
+
 
 def check_storage(input_dir: str, out_dir: str, first_clip: str) -> tuple[str, str | None, int]:
     """Runs on each node: (host, what is wrong with the shared folders there or None, torch's default thread
@@ -160,7 +261,7 @@ def check_storage(input_dir: str, out_dir: str, first_clip: str) -> tuple[str, s
     return host, None, int(probe.stdout) if probe.returncode == 0 else os.cpu_count() or 1
 
 
-def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jobs: int,
+def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jobs: int, split: bool,
                progress: Progress | None, notice: Callable[[str], None]):
     """Yields each clip's result as workers finish it."""
     ray = _ray()
@@ -198,28 +299,49 @@ def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jo
                                          scheduling_strategy=on_node(node, True)).remote(plan.base, threads, board_name)
                     for _ in range(count)]
 
-    queue, idle, running = list(plan.to_run), list(workers), {}
+    # A unit of work: (worker method, clip, its further arguments). Split clips start with finding their shots.
+    units = [("find_shots" if split else "run", clip, ()) for clip in plan.to_run]
+    idle, running, splits = list(workers), {}, {}
     display = _Display(progress, board, notice)
     try:
-        while queue or running:
-            while queue and idle:
-                clip, worker = queue.pop(0), idle.pop(0)
-                running[worker.run.remote(clip, options)] = (clip, worker)
+        while units or running:
+            while units and idle:
+                unit, worker = units.pop(0), idle.pop(0)
+                method, clip, args = unit
+                running[getattr(worker, method).remote(clip, options, *args)] = (unit, worker)
             if not running:  # every worker is lost
-                for clip in queue:
+                for clip in dict.fromkeys(clip for _, clip, _ in units):
                     yield ClipResult(clip.input, clip.name, FAILED, clip.outputs, message="no Ray worker left")
                 break
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             display.refresh()
             for ref in done:
-                clip, worker = running.pop(ref)
+                (method, clip, args), worker = running.pop(ref)
                 try:
                     result = ray.get(ref)
                     idle.append(worker)
                 except ray.exceptions.RayError as exc:  # the worker died more often than RESTARTS
                     result = ClipResult(clip.input, clip.name, FAILED, clip.outputs,
                                         message=f"Ray worker lost ({type(exc).__name__}); run again to resume")
-                display.finished(clip.name)
+                if method == "find_shots" and not isinstance(result, ClipResult):
+                    if len(result) == 1:
+                        units.insert(0, ("run", clip, ()))
+                    else:  # a clip's shots go first, so that it is joined and finished early
+                        splits[clip.name] = _Split(result)
+                        units[:0] = [("run_shot", clip, (index, len(result), frames))
+                                     for index, frames in enumerate(result)]
+                    continue
+                if method == "run_shot":
+                    shots = splits[clip.name]
+                    shots.results.append(result)
+                    if len(shots.results) < len(shots.frames):
+                        continue
+                    result = shots.failure(clip)
+                    if result is None:
+                        units.insert(0, ("join_shots", clip, (len(shots.frames),)))
+                        continue
+                elif method == "join_shots" and result.status == DONE:
+                    result = splits[clip.name].result(clip)
                 yield result
         display.refresh()
     except KeyboardInterrupt:
@@ -230,6 +352,27 @@ def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jo
         display.close()
         for actor in (*workers, board):
             ray.kill(actor)
+
+
+@dataclass
+class _Split:
+    """A clip split into shots, while its shots run."""
+
+    frames: list[tuple[int, int]]  # each shot's frame range
+    results: list[ClipResult] = field(default_factory=list)  # of the shots finished so far
+
+    def failure(self, clip: ClipPlan) -> ClipResult | None:
+        failed = [result for result in self.results if result.status == FAILED]
+        return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message="; ".join(
+            f"{result.name}: {result.message}" for result in failed)) if failed else None
+
+    def result(self, clip: ClipPlan) -> ClipResult:
+        seconds = sum(result.seconds for result in self.results)
+        done = sum(result.fps * result.seconds for result in self.results)  # frames matted by this run
+        notes = [f"split into {len(self.frames)} shots"]
+        notes += [f"{result.name}: {result.message}" for result in self.results if result.message]
+        return ClipResult(clip.input, clip.name, DONE, clip.outputs, self.frames[-1][1], seconds,
+                          done / seconds if seconds else 0.0, "; ".join(notes))
 
 
 class _Display:
@@ -251,6 +394,8 @@ class _Display:
                 self.notice(message)
         if not self.progress:
             return
+        for name in [name for name in self.tasks if name not in clips]:
+            self.progress.remove_task(self.tasks.pop(name))
         for name, (done, total) in clips.items():
             if name not in self.tasks:
                 self.tasks[name] = self.progress.add_task(name, total=total, fps=0.0)
@@ -258,10 +403,7 @@ class _Display:
             elapsed = time.perf_counter() - self.started[name]
             self.progress.update(self.tasks[name], completed=done, total=total, fps=done / elapsed if elapsed else 0)
 
-    def finished(self, name: str) -> None:
-        if self.progress and name in self.tasks:
-            self.progress.remove_task(self.tasks.pop(name))
-
     def close(self) -> None:
-        for name in list(self.tasks):
-            self.finished(name)
+        if self.progress:
+            for task in self.tasks.values():
+                self.progress.remove_task(task)

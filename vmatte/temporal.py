@@ -108,6 +108,7 @@ class MattingStream:
     chunk: int = 4
     need_fgr: bool = True
     boundary_every: int | None = None
+    first_frame: int = 0  # where the stream starts: a shot starts there
     state: list | None = None
     last_thumbnail: np.ndarray | None = None  # of the last frame pushed
     processed_thumbnail: np.ndarray | None = None  # of the last frame matted
@@ -117,6 +118,7 @@ class MattingStream:
     _smoother: OneFrameDelaySmoother | None = None
 
     def __post_init__(self) -> None:
+        self.next_frame = self.first_frame
         self.options = self.options.for_source(image_sequence=False)  # explicit choices are kept as given
         if self.options.smooth not in (None, *SMOOTHERS):
             raise ValueError(f"unknown smoothing {self.options.smooth!r}")
@@ -126,7 +128,7 @@ class MattingStream:
     def push(self, frames: list[SourceFrame]) -> list:
         for frame in frames:
             thumb = thumbnail(frame.rgb) if self.options.cuts else None
-            shot_start = frame.index == 0 or (
+            shot_start = frame.index == self.first_frame or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)
             self._pending.append(_Pending(frame, thumb, shot_start))
