@@ -7,12 +7,15 @@ One Ray instance serves the whole module (it takes seconds to start); every test
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import media
 import numpy as np
 import pytest
 from test_batch import trim
@@ -177,3 +180,23 @@ def test_split_refuses_smoothing_that_looks_across_cuts(footage, tmp_path):
     options = {**OPTIONS, "temporal": TemporalOptions(smooth="ofd")}
     with pytest.raises(VmatteError, match="--split shots: smoothing .* add --smooth none"):
         run_batch_on_ray(footage, tmp_path, TEMPLATES, options, address="local", split="shots")
+
+
+def test_cli_joins_a_running_cluster_and_reports_like_a_local_batch(ray_local, footage, samples_dir, tmp_path):
+    """``--ray auto`` joins the cluster RAY_ADDRESS names (here the module's instance), with --split shots."""
+    import ray
+
+    folder = tmp_path / "footage"
+    shutil.copytree(footage, folder)
+    two_shot_clip(samples_dir, folder / "cut.mp4")
+    env = {**os.environ, **media.offline_env(), "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    run = subprocess.run([sys.executable, "-m", "vmatte", folder, "--out-dir", tmp_path / "mattes", "--out-template",
+                          "alpha={stem}.alpha.mov", "-r", "0.25", "--ray", "auto", "--split", "shots", "--quiet"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr  # broken.mp4 failed, as in a local batch
+    assert "Traceback" not in run.stderr
+    assert "3 done, 1 failed, 1 not a video" in run.stderr
+    assert "split into 2 shots" in run.stderr
+    for name in ("cut.alpha.mov", "face.alpha.mov", "day2/bedroom.alpha.mov"):
+        assert (tmp_path / "mattes" / name).is_file()
+    assert not list((tmp_path / "mattes").rglob(".*.vmatte"))  # no work folders left behind

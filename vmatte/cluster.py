@@ -74,8 +74,8 @@ def connect(address: str) -> bool:
     extra = {"include_dashboard": False} if address == "local" else {}
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, **extra)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise VmatteError(f"--ray {address}: cannot connect ({exc})") from None
+    except (ConnectionError, RuntimeError, ValueError, SystemExit) as exc:  # Ray exits when no cluster answers
+        raise VmatteError(f"--ray {address}: cannot connect ({exc or 'no Ray cluster answered there'})") from None
     return True
 
 
