@@ -345,13 +345,19 @@ def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jo
                 yield result
         display.refresh()
     except KeyboardInterrupt:
-        board.stop.remote()
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_SECONDS)
+        try:
+            board.stop.remote()
+            ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_SECONDS)
+        except (ray.exceptions.RayError, ConnectionError):  # a local Ray got the same Ctrl-C and is going down
+            pass
         raise Interrupted(BATCH_INTERRUPTED) from None
     finally:
         display.close()
         for actor in (*workers, board):
-            ray.kill(actor)
+            try:
+                ray.kill(actor)
+            except (ray.exceptions.RayError, ConnectionError):
+                pass
 
 
 @dataclass
