@@ -40,7 +40,7 @@ def batch(work: Path, clips: int, frames: int, size: tuple[int, int], ratio: flo
     walls = {}
     for name, extra in (("local", []), ("--ray local", ["--ray", "local"])):
         start = time.perf_counter()
-        run = subprocess.run([sys.executable, "-m", "vmatte", str(footage), "--out-dir", str(work / name),
+        run = subprocess.run([sys.executable, "-m", "vmatte", str(footage), "--out-dir", str(work / name.strip("-")),
                               "--out-template", "alpha={stem}.alpha.mov", "-r", str(ratio), "--quiet", *extra],
                              capture_output=True, text=True)
         walls[name] = time.perf_counter() - start
@@ -48,7 +48,7 @@ def batch(work: Path, clips: int, frames: int, size: tuple[int, int], ratio: flo
             raise SystemExit(f"vmatte failed: {run.stderr}")
     same = all(np.array_equal(a, b) for index in range(clips)
                for a, b in zip(decoded(work / "local" / f"clip{index}.alpha.mov"),
-                               decoded(work / "--ray local" / f"clip{index}.alpha.mov")))
+                               decoded(work / "ray local" / f"clip{index}.alpha.mov")))
     print(f"batch of {clips} clips x {frames}+ frames at {size[0]}x{size[1]}, ratio {ratio}, alpha ProRes:")
     for name, wall in walls.items():
         print(f"  {name:<12} {wall:6.1f} s wall")
