@@ -202,16 +202,17 @@ def test_cli_joins_a_running_cluster_and_reports_like_a_local_batch(ray_local, f
     import ray
 
     folder = tmp_path / "footage"
-    shutil.copytree(footage, folder)
+    folder.mkdir()
+    for name in ("broken.mp4", "notes.txt"):
+        shutil.copy(footage / name, folder / name)
     two_shot_clip(samples_dir, folder / "cut.mp4")
     env = {**os.environ, **media.offline_env(), "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     run = subprocess.run([sys.executable, "-m", "vmatte", folder, "--out-dir", tmp_path / "mattes", "--out-template",
                           "alpha={stem}.alpha.mov", "-r", "0.25", "--ray", "auto", "--split", "shots", "--quiet"],
-                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert run.returncode == 1, run.stderr  # broken.mp4 failed, as in a local batch
     assert "Traceback" not in run.stderr
-    assert "3 done, 1 failed, 1 not a video" in run.stderr
+    assert "1 done, 1 failed, 1 not a video" in run.stderr
     assert "split into 2 shots" in run.stderr
-    for name in ("cut.alpha.mov", "face.alpha.mov", "day2/bedroom.alpha.mov"):
-        assert (tmp_path / "mattes" / name).is_file()
+    assert (tmp_path / "mattes" / "cut.alpha.mov").is_file()
     assert not list((tmp_path / "mattes").rglob(".*.vmatte"))  # no work folders left behind
