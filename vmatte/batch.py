@@ -46,6 +46,8 @@ VIDEO_EXTENSIONS = frozenset({
 })
 
 DONE, SKIPPED, FAILED, NOT_VIDEO = "done", "skipped", "failed", "not a video"
+BATCH_INTERRUPTED = ("batch interrupted; run the same command again to resume: finished clips are skipped and "
+                     "interrupted ones continue where they stopped")
 
 
 @dataclass
@@ -103,27 +105,37 @@ def output_complete(path: str) -> bool:
 
 
 @dataclass
-class _Clip:
+class ClipPlan:
     input: Path
     name: str
     outputs: dict[str, str]
     to_write: dict[str, str]  # the outputs not complete yet (all of them with overwrite)
 
 
-def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], options: Mapping[str, object], *,
-              recursive: bool = False, glob: str | None = None, jobs: int = 1,
-              engine_factory: Callable[[JobSettings], MattingEngine] | None = None,
-              progress: Progress | None = None, notice: Callable[[str], None] = print) -> BatchReport:
-    """Mattes every video in ``input_dir`` into ``out_dir``.
+@dataclass
+class BatchPlan:
+    """What a batch has to do, before any work: every clip with its outputs, the results already known (clips
+    skipped as finished, or failed for output clashes), and the clips left to run."""
 
-    ``templates``: output kind -> template (presets.render_outputs). ``options``: JobSettings keyword arguments
-    other than input and outputs (``Preset.apply`` gives them). ``engine_factory(settings)`` loads the shared
-    model (default: ``load_engine``); it is called once, and only when some clip has work to do. ``progress``
-    gets a 'clips' task and one task per running clip, each with an ``fps`` field.
-    """
-    if jobs < 1:
-        raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time")
-    start = time.perf_counter()
+    input_dir: Path
+    base: JobSettings  # the batch's settings without an input: what loads the model
+    clips: list[ClipPlan]
+    others: list[Path]  # files that are not videos
+    results: dict[str, ClipResult]  # clip name -> result known already
+    to_run: list[ClipPlan]
+
+    def report(self, results: Mapping[str, ClipResult], seconds: float) -> BatchReport:
+        """The batch's report, in the order of the clips, given every clip's result."""
+        report = [results[clip.name] for clip in self.clips]
+        report += [ClipResult(path, _relative_name(path, self.input_dir), NOT_VIDEO,
+                              message=f"skipped: not a video ({path.suffix or 'no extension'})")
+                   for path in self.others]
+        return BatchReport(report, seconds)
+
+
+def plan_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], options: Mapping[str, object],
+               recursive: bool = False, glob: str | None = None) -> BatchPlan:
+    """Finds the clips and what is left to do for each (see ``run_batch``)."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     videos, others = find_videos(input_dir, recursive, glob)
     base = JobSettings(input=input_dir, outputs={}, **options)
@@ -140,14 +152,31 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
             results[clip.name] = ClipResult(clip.input, clip.name, SKIPPED, clip.outputs,
                                             message="outputs already complete")
         owners.update(dict.fromkeys(paths, clip.name))
-    to_run = [clip for clip in clips if clip.name not in results]
+    return BatchPlan(input_dir, base, clips, others, results, [clip for clip in clips if clip.name not in results])
 
+
+def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], options: Mapping[str, object], *,
+              recursive: bool = False, glob: str | None = None, jobs: int = 1,
+              engine_factory: Callable[[JobSettings], MattingEngine] | None = None,
+              progress: Progress | None = None, notice: Callable[[str], None] = print) -> BatchReport:
+    """Mattes every video in ``input_dir`` into ``out_dir``.
+
+    ``templates``: output kind -> template (presets.render_outputs). ``options``: JobSettings keyword arguments
+    other than input and outputs (``Preset.apply`` gives them). ``engine_factory(settings)`` loads the shared
+    model (default: ``load_engine``); it is called once, and only when some clip has work to do. ``progress``
+    gets a 'clips' task and one task per running clip, each with an ``fps`` field.
+    """
+    if jobs < 1:
+        raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time")
+    start = time.perf_counter()
+    plan = plan_batch(input_dir, out_dir, templates, options, recursive, glob)
+    clips, results, to_run = plan.clips, plan.results, plan.to_run
     overall = progress.add_task("clips", total=len(clips), completed=len(results), fps=0.0) if progress else None
     if to_run:
-        engine = engine_factory(base) if engine_factory else load_engine(base, notice)
+        engine = engine_factory(plan.base) if engine_factory else load_engine(plan.base, notice)
         stop = threading.Event()
 
-        def run_one(clip: _Clip) -> ClipResult:
+        def run_one(clip: ClipPlan) -> ClipResult:
             result = _run_clip(clip, engine, options, progress, stop, notice)
             if progress:
                 progress.advance(overall)
@@ -160,25 +189,21 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
             except KeyboardInterrupt:
                 stop.set()  # running clips stop at their next chunk; their progress stays in their work folders
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise Interrupted("batch interrupted; run the same command again to resume: finished clips are "
-                                  "skipped and interrupted ones continue where they stopped") from None
-    report = [results[clip.name] for clip in clips]
-    report += [ClipResult(path, _relative_name(path, input_dir), NOT_VIDEO,
-                          message=f"skipped: not a video ({path.suffix or 'no extension'})") for path in others]
-    return BatchReport(report, time.perf_counter() - start)
+                raise Interrupted(BATCH_INTERRUPTED) from None
+    return plan.report(results, time.perf_counter() - start)
 
 
 def _relative_name(path: Path, input_dir: Path) -> str:
     return path.relative_to(input_dir).as_posix()
 
 
-def _plan(video: Path, input_dir: Path, out_dir: Path, templates: Mapping[str, str], overwrite: bool) -> _Clip:
+def _plan(video: Path, input_dir: Path, out_dir: Path, templates: Mapping[str, str], overwrite: bool) -> ClipPlan:
     outputs = render_outputs(templates, video, out_dir, video.parent.relative_to(input_dir))
     to_write = outputs if overwrite else {kind: p for kind, p in outputs.items() if not output_complete(p)}
-    return _Clip(video, _relative_name(video, input_dir), outputs, to_write)
+    return ClipPlan(video, _relative_name(video, input_dir), outputs, to_write)
 
 
-def _without_outputs(clips: list[_Clip], others: list[Path]) -> tuple[list[_Clip], list[Path]]:
+def _without_outputs(clips: list[ClipPlan], others: list[Path]) -> tuple[list[ClipPlan], list[Path]]:
     """Drops files that are this batch's own outputs (an output folder inside the input folder, or outputs
     written beside their clips), so a second run does not take them for new clips."""
     files, folders = set(), set()
@@ -198,7 +223,7 @@ def _without_outputs(clips: list[_Clip], others: list[Path]) -> tuple[list[_Clip
     return [clip for clip in clips if not is_output(clip.input)], [path for path in others if not is_output(path)]
 
 
-def _run_clip(clip: _Clip, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
+def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
               stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
     task: TaskID | None = progress.add_task(clip.name, total=None, fps=0.0) if progress else None
     rate = FrameRate()
@@ -210,15 +235,23 @@ def _run_clip(clip: _Clip, engine: MattingEngine, options: Mapping[str, object],
             progress.update(task, completed=done, total=total, fps=rate(done))
 
     try:
+        return run_clip(clip, engine, options, on_progress, notice)
+    finally:
+        if progress:
+            progress.remove_task(task)
+
+
+def run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object],
+             on_progress: Callable[[int, int], None], notice: Callable[[str], None]) -> ClipResult:
+    """Runs one planned clip; its failure becomes its result (the batch goes on). ``on_progress(done, total)``
+    is called after each chunk (raising KeyboardInterrupt there stops the clip, resumable)."""
+    try:
         settings = job_settings(clip.input, clip.to_write, options)
         job = run_job(settings, engine=engine, on_progress=on_progress, notice=lambda m: notice(f"{clip.name}: {m}"))
     except VmatteError as exc:
         return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=str(exc))
     except Exception as exc:  # an unexpected error in one clip must not end the batch; it is reported
         return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=f"{type(exc).__name__}: {exc}")
-    finally:
-        if progress:
-            progress.remove_task(task)
     notes = ([f"resumed from frame {job.resumed_from}"] if job.resumed_from else []) + job.notes
     return ClipResult(clip.input, clip.name, DONE, clip.outputs, job.frames, job.seconds, job.fps, "; ".join(notes))
 

@@ -82,7 +82,12 @@ def run_command(
                                                                          "alpha={stem}.alpha.mov (repeatable)."),
     recursive: bool = typer.Option(False, "--recursive", help="Batch: include subfolders."),
     glob: str = typer.Option(None, "--glob", help="Batch: take files matching this pattern (e.g. '*.MOV')."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch: clips processed at once."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch: clips processed at once (with --ray: per "
+                                                            "node, or per GPU)."),
+    ray: str = typer.Option(None, "--ray", help="Batch: run on Ray: local (start it here), auto (the cluster "
+                                                "'ray start' or RAY_ADDRESS names), host:port or ray://host:port."),
+    split: str = typer.Option(None, "--split", help="With --ray: 'shots' runs each shot of a clip (cut at hard cuts) "
+                                                    "as its own unit; same output."),
     bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
     weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
@@ -173,8 +178,10 @@ def run_command(
             if not templates:
                 raise VmatteError("a folder of videos needs output names: give --preset NAME or "
                                   "--out-template KIND=TEMPLATE (for example alpha={stem}.alpha.mov)")
-            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet)
+            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split)
             return
+        if ray is not None or split is not None:
+            raise VmatteError("--ray and --split run a batch: give a folder of videos")
         outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
         _run_single(input, outputs, options, dry_run, quiet)
 
@@ -223,7 +230,7 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
-               jobs: int, dry_run: bool, quiet: bool) -> None:
+               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None) -> None:
     from .batch import find_videos, render_report, run_batch
     from .presets import render_outputs
 
@@ -236,9 +243,18 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
         for other in others:
             typer.echo(f"{other}: skipped, not a video")
         return
+    if split is not None and ray is None:
+        raise VmatteError("--split runs shots as separate units on Ray: add --ray local (or a cluster's address)")
     with make_progress(quiet) as progress:
-        report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
-                           progress=None if quiet else progress, notice=say)
+        if ray is not None:
+            from .cluster import run_batch_on_ray
+
+            report = run_batch_on_ray(input_dir, out_dir, templates, options, address=ray, recursive=recursive,
+                                      glob=glob, jobs=jobs, split=split, progress=None if quiet else progress,
+                                      notice=say)
+        else:
+            report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
+                               progress=None if quiet else progress, notice=say)
     console.print(render_report(report))
     if report.failed:
         raise typer.Exit(1)

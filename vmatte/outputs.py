@@ -26,6 +26,11 @@ def existing_output(path: str) -> bool:
     return target.is_file() or (target.is_dir() and any(p for p in target.iterdir() if not p.name.startswith(".")))
 
 
+def segment_path(work_dir: Path, index: int, suffix: str) -> Path:
+    """Segment ``index`` of a movie output built in ``work_dir``."""
+    return work_dir / f"segment-{index:06d}{suffix}"
+
+
 class OutputTrack:
     def __init__(self, kind: str, path: str, info: VideoInfo, *, png_depth: int, premultiplied: bool,
                  number_from: str = "source", exr_display_encoded: bool = False):
@@ -46,7 +51,7 @@ class OutputTrack:
         self.suffix = Path(path).suffix.lower()
 
     def segment_path(self, index: int) -> Path:
-        return self.work_dir / f"segment-{index:06d}{self.suffix}"
+        return segment_path(self.work_dir, index, self.suffix)
 
     def open_segment(self, index: int, first_frame: int) -> FrameWriter:
         try:

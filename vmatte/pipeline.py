@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,7 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
         "frame_rate": str(info.frame_rate),
         "range": [info.first_frame, info.first_frame + info.frame_count], "number_from": settings.number_from,
         "exr_display_encoded": settings.exr_display_encoded,
+        "shot": list(settings.shot) if settings.shot else None,
     }
 
 
@@ -223,10 +225,11 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     with locked_work_dirs({track.work_dir: track.path for track in tracks}):
         checkpoint = _resume_point(tracks, current, settings.fresh, notice)
         temporal = settings.temporal.for_source(info.is_image_sequence)
+        first, end = settings.shot or (0, info.frame_count)
         stream = MattingStream(engine, ratio, temporal, settings.chunk,
                                need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
-                               boundary_every=segment_frames)
-        start_frame = checkpoint.next_frame if checkpoint else 0
+                               boundary_every=segment_frames, first_frame=first)
+        start_frame = checkpoint.next_frame if checkpoint else first
         if checkpoint:
             if checkpoint.stream:
                 stream.restore(checkpoint.next_frame, checkpoint.stream)
@@ -241,16 +244,17 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
         background = (open_background(settings.background, info.width, info.height)
                       if "comp" in settings.outputs else None)
-        audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
+        # A shot's outputs get no audio: they are joined into the clip's, with its audio, afterwards.
+        audio_from = Path(settings.input) if info.audio and not info.is_image_sequence and not settings.shot else None
         stop = threading.Event()
         decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
         matted: queue.Queue = queue.Queue(QUEUE_CHUNKS)
         # Kept by the writer stage: finished segments, frames in them, frames written so far.
-        progress = {"segments": segments_done, "written": checkpoint.written if checkpoint else 0}
+        progress = {"segments": segments_done, "written": checkpoint.written if checkpoint else first}
         progress["in_segments"] = progress["written"]
 
         def decode() -> None:
-            for chunk in _chunks(source.frames(start_frame), settings.chunk):
+            for chunk in _chunks(islice(source.frames(start_frame), end - start_frame), settings.chunk):
                 _put(decoded, chunk, stop)
             _put(decoded, None, stop)
 
@@ -280,30 +284,30 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                 progress["in_segments"] = progress["written"]
             writers.clear()
             # At the end (no boundary) everything is in segments: a kill from then on only repeats the final step.
-            next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (info.frame_count, {})
+            next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (end, {})
             save_checkpoint(tracks[0].work_dir,
                             Checkpoint(current, next_frame, progress["written"], progress["segments"], saved))
 
         stages = [_Stage("decode", decode), _Stage("write", write)]
         start = time.perf_counter()
         if on_progress:
-            on_progress(stream.next_frame, info.frame_count)
+            on_progress(stream.next_frame - first, end - first)
         try:
             for stage in stages:
                 stage.start()
             while (frames := _get(decoded, stop, stages)) is not None:
                 _put(matted, stream.push(frames), stop)
                 if on_progress:
-                    on_progress(stream.next_frame, info.frame_count)
+                    on_progress(stream.next_frame - first, end - first)
             _put(matted, stream.finish(), stop)
             if on_progress:
-                on_progress(stream.next_frame, info.frame_count)
+                on_progress(stream.next_frame - first, end - first)
             _put(matted, None, stop)
             while stages[1].is_alive():
                 stages[1].join(0.1)
                 _check(stages)
             _check(stages)
-            if progress["in_segments"] == 0:
+            if progress["in_segments"] == first:
                 raise VmatteError(f"{settings.input}: no frames could be decoded")
             for track in tracks:
                 track.finalize(progress["segments"], progress["in_segments"], audio_from)
@@ -326,8 +330,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                 background.close()
         for track in tracks:
             track.remove_work_dir()
-        result = JobResult(progress["in_segments"], time.perf_counter() - start, dict(settings.outputs),
-                           checkpoint.written if checkpoint else 0, source.repeated_frames)
+        result = JobResult(progress["in_segments"] - first, time.perf_counter() - start, dict(settings.outputs),
+                           (checkpoint.written if checkpoint else first) - first, source.repeated_frames)
         if result.repeated_frames:
             result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
         if info.undecodable_leading_frames:

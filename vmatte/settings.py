@@ -141,3 +141,6 @@ class JobSettings:
     end: str | None = None  # the frame after the range's last
     number_from: str = "source"  # image-sequence outputs numbered by source frame ("source") or "timecode"
     exr_display_encoded: bool = False  # OpenEXR colour as the source encodes it, instead of linearised
+    # Frames [start, stop) of one shot, matted on their own (cluster.py splits clips at cuts), keeping their
+    # positions in the clip, so that the shots' segments join into the clip's outputs.
+    shot: tuple[int, int] | None = None

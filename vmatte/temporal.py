@@ -84,6 +84,7 @@ class MattingStream:
     chunk: int = 4
     need_fgr: bool = True
     boundary_every: int | None = None
+    first_frame: int = 0  # where the stream starts: a shot (cluster.py) starts there
     state: list | None = None
     last_thumbnail: np.ndarray | None = None  # of the last frame pushed
     processed_thumbnail: np.ndarray | None = None  # of the last frame matted
@@ -91,9 +92,10 @@ class MattingStream:
     _pending: list[_Pending] = field(default_factory=list)
     _prerolled_shot: int | None = None  # index of the shot start whose pre-roll is done
     _smoother: OneFrameDelaySmoother | None = None
-    _warmed_up: bool = False  # frame 0 continues from frames before it (a range's warm-up)
+    _warmed_up: bool = False  # the first frame continues from frames before it (a range's warm-up)
 
     def __post_init__(self) -> None:
+        self.next_frame = self.first_frame
         self.options = self.options.for_source(image_sequence=False)  # explicit choices are kept as given
         if self.options.smooth not in (None, *SMOOTHERS):
             raise ValueError(f"unknown smoothing {self.options.smooth!r}")
@@ -103,7 +105,7 @@ class MattingStream:
     def push(self, frames: list[SourceFrame]) -> list:
         for frame in frames:
             thumb = thumbnail(frame.rgb) if self.options.cuts else None
-            shot_start = (frame.index == 0 and not self._warmed_up) or (
+            shot_start = (frame.index == self.first_frame and not self._warmed_up) or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)
             self._pending.append(_Pending(frame, thumb, shot_start))
