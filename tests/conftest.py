@@ -7,6 +7,7 @@ the repo). Tests that need it skip when it is absent, except in CI (``CI=true``)
 import os
 from pathlib import Path
 
+import media
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,3 +47,12 @@ def weights_dir(shared_dir) -> Path:
 def compiled_cache(tmp_path_factory) -> Path:
     """One cache of compiled models for the session, so tests of the same shape share a build."""
     return tmp_path_factory.mktemp("compiled")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def offline_env():
+    """Every test module runs as CI does: weights from ../shared, and nothing downloaded."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in media.offline_env().items():
+            patch.setenv(name, value)
+        yield

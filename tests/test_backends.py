@@ -23,12 +23,6 @@ CPU = torch.device("cpu")
 needs_openvino = pytest.mark.skipif("openvino" not in BACKENDS, reason="the openvino package is not installed")
 
 
-@pytest.fixture(autouse=True)
-def offline_env(monkeypatch):
-    for name, value in media.offline_env().items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.fixture
 def tfjs_weights(weights_dir):
     return weights_dir / "rvm_mobilenetv3_tfjs_int8"

@@ -37,12 +37,6 @@ CORRUPT = "robustness_videos/decord_corrupted.mp4"
 NOTICE = re.compile(r"\S+ is not available here; using \S+ \(.*?\) instead")
 
 
-@pytest.fixture(autouse=True)
-def offline_env(monkeypatch):
-    for name, value in media.offline_env().items():
-        monkeypatch.setenv(name, value)
-
-
 def vmatte(*args) -> object:
     """``vmatte ARGS`` in-process; stdout and stderr are kept apart."""
     return CliRunner().invoke(app, [str(a) for a in args])

@@ -160,13 +160,7 @@ def test_blur_fusion_recovers_foreground_colour_at_soft_edges():
     assert estimated.dtype == np.float32 and estimated.min() >= 0 and estimated.max() <= 1
 
 
-@pytest.fixture
-def offline_env(monkeypatch):
-    for name, value in media.offline_env().items():
-        monkeypatch.setenv(name, value)
-
-
-def test_quality_best_through_the_command_line(samples_dir, tmp_path, monkeypatch, offline_env):
+def test_quality_best_through_the_command_line(samples_dir, tmp_path, monkeypatch):
     """The README's command (on a short sample): a matte and a foreground; unlike standard's."""
     monkeypatch.chdir(tmp_path)
     clip = samples_dir / SMALL
@@ -185,7 +179,7 @@ def test_quality_best_through_the_command_line(samples_dir, tmp_path, monkeypatc
     assert 0 < difference.mean() < 0.02  # the mirror pass moves the matte a little, not wholesale
 
 
-def test_bad_quality_is_one_clear_error(samples_dir, tmp_path, offline_env):
+def test_bad_quality_is_one_clear_error(samples_dir, tmp_path):
     result = CliRunner().invoke(app, ["run", str(samples_dir / SMALL), "--quality", "ultra", "--out",
                                       str(tmp_path / "a.mov")])
     assert result.exit_code != 0 and "--quality ultra: choose fast, standard, best" in result.stderr

@@ -22,14 +22,6 @@ WEBCAM = "portrait_videos/androidx_webcam_face_640x428.mov"  # a face; BT.601 (s
 HALF = 2.0 ** -11  # relative precision of a half float
 
 
-@pytest.fixture(autouse=True, scope="module")
-def offline_env():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in media.offline_env().items():
-            patch.setenv(name, value)
-        yield
-
-
 def vmatte(*args):
     result = CliRunner().invoke(app, ["run", *map(str, args)])
     assert result.exit_code == 0, result.stderr

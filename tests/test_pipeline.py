@@ -101,14 +101,6 @@ def clip_params(names):
             for name in names]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_env():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in media.offline_env().items():
-            patch.setenv(name, value)
-        yield
-
-
 @pytest.fixture(scope="module")
 def engine(weights_dir, offline_env):
     return MattingEngine.load("rvm-mobilenetv3", device=torch.device("cpu"), precision="fp32", notice=lambda m: None)

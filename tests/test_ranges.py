@@ -37,14 +37,6 @@ RANGE_ARGS = ["--start", "30", "--end", "90", "--out", "alpha.mov", "--fgr", "fg
               "--number-from", "timecode"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def offline_env():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in media.offline_env().items():
-            patch.setenv(name, value)
-        yield
-
-
 def vmatte(*args):
     """``vmatte run ARGS`` in-process."""
     return CliRunner().invoke(app, ["run", *map(str, args)])

@@ -59,12 +59,6 @@ def assert_outputs_written(args: list[str], cwd: Path) -> None:
             assert target.exists() and (target.is_file() or any(target.iterdir())), f"{option} {value}: nothing"
 
 
-@pytest.fixture()
-def offline(monkeypatch):
-    for name, value in media.offline_env().items():
-        monkeypatch.setenv(name, value)
-
-
 def test_the_first_command_mattes_the_shipped_sample(tmp_path, monkeypatch, weights_dir):
     install_and_run = code_block_after("# vmatte").splitlines()[1]
     environment, command = re.search(r"&& (\w+=\S+) vmatte (.*)$", install_and_run).groups()
@@ -111,7 +105,7 @@ def placeholders(tmp_path, samples_dir, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_every_command_of_the_use_block_runs(placeholders, offline, monkeypatch):
+def test_every_command_of_the_use_block_runs(placeholders, monkeypatch):
     commands = vmatte_commands(code_block_after("## Use"))
     assert len(commands) >= 12, commands
     for args in commands:

@@ -15,14 +15,6 @@ from vmatte.cli import app
 WEBCAM = "portrait_videos/androidx_webcam_face_640x428.mov"  # a face
 
 
-@pytest.fixture(autouse=True, scope="module")
-def offline_env():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in media.offline_env().items():
-            patch.setenv(name, value)
-        yield
-
-
 def libvpx_frames(path):
     """(the stream's tags, every frame libvpx-vp9 decodes); FFmpeg's native vp9 decoder ignores alpha."""
     with av.open(str(path)) as container:
