@@ -250,7 +250,8 @@ def test_every_shipped_preset_runs_end_to_end_and_writes_what_it_describes(name,
         "quality": {f"{stem}.alpha.mov", f"{stem}.fgr.mov"},
         "fast": {f"{stem}.alpha.mov"},
     }[name]
-    assert {p.name for p in tmp_path.iterdir()} == expected
+    # $VMATTE_HOME (own_home) is in tmp_path too: the CPU backend caches its compiled model there.
+    assert {p.name for p in tmp_path.iterdir()} - {"home"} == expected
     for file in expected:
         path = tmp_path / file
         if path.is_dir():  # 16-bit grey PNG matte sequence
