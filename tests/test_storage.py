@@ -55,8 +55,12 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
+# PyTorch, so that the outputs are the only files written (OpenVINO would also write its compiled model to the cache).
+OUTPUTS_ONLY = ["-r", "0.25", "--preroll", "0", "--backend", "torch"]
+
+
 def test_full_disk_names_the_output_and_the_same_command_resumes(tmp_path, textured_clip):
-    args = [textured_clip, "--fgr", "fgr.mov", "-r", "0.25", "--preroll", "0", "-q"]
+    args = [textured_clip, "--fgr", "fgr.mov", *OUTPUTS_ONLY, "-q"]
     # Each 64-frame segment (about 14 MB) fits under the limit; the joined output (about 22 MB) does not.
     full = run_vmatte(args, tmp_path, file_size_limit=18 << 20)
     assert full.returncode != 0
@@ -75,8 +79,7 @@ def test_full_disk_names_the_output_and_the_same_command_resumes(tmp_path, textu
 
 def test_full_disk_while_writing_a_segment(tmp_path, textured_clip):
     """The first segment itself does not fit: nothing is finished, the message still names the output."""
-    full = run_vmatte([textured_clip, "--fgr", "fgr.mov", "-r", "0.25", "--preroll", "0", "-q"], tmp_path,
-                      file_size_limit=4 << 20)
+    full = run_vmatte([textured_clip, "--fgr", "fgr.mov", *OUTPUTS_ONLY, "-q"], tmp_path, file_size_limit=4 << 20)
     assert full.returncode != 0
     errors = error_lines(full)
     assert len(errors) == 1 and "fgr.mov: no space left" in errors[0], full.stderr

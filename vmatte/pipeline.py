@@ -341,13 +341,15 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
 
 def _output_of(filename: str | bytes | None, tracks: list[OutputTrack]) -> str:
-    """The output a file being written belongs to (its work folder's, or the output itself)."""
-    path = Path(os.fsdecode(filename)).absolute() if filename else None
+    """The output a file being written belongs to (its work folder's, or the output itself); any other file
+    (a compiled model in the cache) by its own path."""
+    if not filename:
+        return ", ".join(track.path for track in tracks)
+    path = Path(os.fsdecode(filename)).absolute()
     for track in tracks:
-        if path is not None and (path == partial_path(Path(track.path)).absolute()
-                                 or track.work_dir.absolute() in path.parents):
+        if path == partial_path(Path(track.path)).absolute() or track.work_dir.absolute() in path.parents:
             return track.path
-    return ", ".join(track.path for track in tracks)
+    return str(path)
 
 
 class FrameRate:
