@@ -86,6 +86,16 @@ def test_full_disk_while_writing_a_segment(tmp_path, textured_clip):
     assert not (tmp_path / "fgr.mov").exists()
 
 
+def test_full_disk_while_caching_a_compiled_model_names_the_cache(tmp_path, textured_clip):
+    """The OpenVINO backend writes its compiled model (about 15 MB) to the cache: that is the folder named."""
+    full = run_vmatte([textured_clip, "--out", "alpha.mov", "-r", "0.25", "--backend", "openvino", "-q"], tmp_path,
+                      file_size_limit=4 << 20)
+    assert full.returncode != 0
+    errors = error_lines(full)
+    assert len(errors) == 1 and "cannot write the compiled model to" in errors[0], full.stderr
+    assert "VMATTE_HOME" in errors[0] and "--backend torch" in errors[0]
+
+
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, textured_clip):
     output = tmp_path / "alpha.mov"
     work_dir = work_dir_for(output)

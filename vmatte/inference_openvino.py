@@ -151,8 +151,9 @@ class OpenVinoEngine(MattingEngine):
         if not path.is_file():
             try:
                 self._build(path, *key)
-            except OSError as exc:
-                raise VmatteError(f"cannot write the compiled model to {path.parent}: {exc}") from None
+            except (OSError, RuntimeError) as exc:  # OpenVINO's save_model says only "iostream error"
+                raise VmatteError(f"cannot write the compiled model to {path.parent} ({exc}): free some space "
+                                  "there, set VMATTE_HOME to another folder, or use --backend torch") from None
         # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
         compiled = import_openvino().Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
