@@ -13,7 +13,7 @@ OUTPUTS = ("pred_semantic", "pred_detail", "pred_matte")
 # kernels change their accumulation order with memory layout and machine. Astronaut matches bit for bit
 # here; a wrong layer, interpolation or norm split moves outputs by 1e-2 or more, so these bounds still
 # pin the graph.
-MAX_ABS_TOLERANCE = 3e-4
+MAX_ABS_TOLERANCE = 5e-4  # bedroom pred_detail: 1.4e-4 on an AMD EPYC (Zen 3), 3.9e-4 on an Intel Xeon, same code
 MEAN_ABS_TOLERANCE = 1e-5
 
 

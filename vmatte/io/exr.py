@@ -98,6 +98,9 @@ class ExrSequenceWriter(ImageSequenceWriter):
                 channels = {"RGBA": np.concatenate([rgb, image[..., 3:]], axis=-1).astype(np.float16)}
             else:
                 channels = {"RGB": rgb.astype(np.float16)}
+        # The bindings read each array's memory as C-ordered, whatever its strides say (frames from the OpenVINO
+        # backend arrive channel-planar).
+        channels = {name: np.ascontiguousarray(values) for name, values in channels.items()}
         try:
             with OpenEXR.File(self._header, channels) as file:
                 file.write(str(path))
