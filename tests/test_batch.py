@@ -9,6 +9,7 @@ import av
 import pytest
 from rich.console import Console
 from rich.progress import Progress, TextColumn
+from typer.testing import CliRunner
 
 from vmatte.batch import (
     DONE,
@@ -21,19 +22,13 @@ from vmatte.batch import (
     render_report,
     run_batch,
 )
+from vmatte.cli import app
 from vmatte.errors import VmatteError
 from vmatte.pipeline import JobSettings
 
 TEMPLATES = {"alpha": "{stem}.alpha.mov", "comp": "{stem}_comp/%06d.png"}
 OPTIONS = {"downsample_ratio": 0.25}
 GOOD = ["clip_face.mp4", "day2/clip_bedroom.mp4"]  # relative to the input folder
-
-
-@pytest.fixture(autouse=True)
-def shared_weights(monkeypatch, weights_dir):
-    # The default model's .pth is absent here, so the int8 TF.js export present in shared/ stands in.
-    monkeypatch.setenv("VMATTE_WEIGHTS", str(weights_dir))
-    monkeypatch.setenv("VMATTE_OFFLINE", "1")
 
 
 def trim(source: Path, target: Path, frames: int = 8, size: tuple[int, int] = (160, 90)) -> None:
@@ -63,13 +58,10 @@ def footage(tmp_path_factory, samples_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(footage, tmp_path_factory, weights_dir):
-    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse fixture is not active yet
-        patch.setenv("VMATTE_WEIGHTS", str(weights_dir))
-        patch.setenv("VMATTE_OFFLINE", "1")
-        out = tmp_path_factory.mktemp("matted")
-        notices = []
-        report = run_batch(footage, out, TEMPLATES, OPTIONS, recursive=True, notice=notices.append)
+def first_run(footage, tmp_path_factory):
+    out = tmp_path_factory.mktemp("matted")
+    notices = []
+    report = run_batch(footage, out, TEMPLATES, OPTIONS, recursive=True, notice=notices.append)
     return out, report, notices
 
 
@@ -199,3 +191,11 @@ def test_an_unexpected_error_in_one_clip_is_reported_and_the_batch_goes_on(foota
 def test_load_engine_uses_the_settings_model():
     engine = load_engine(JobSettings(Path("x"), {}, model="rvm-mobilenetv3-int8"), notice=print)
     assert engine.model_name == "rvm-mobilenetv3-int8"
+
+
+def test_the_command_line_exits_1_when_a_clip_failed(footage, tmp_path):
+    """The batch's own exit code, after its table: not an error of vmatte's."""
+    result = CliRunner().invoke(app, ["run", str(footage), "--out-template", "alpha={stem}.alpha.mov", "--out-dir",
+                                      str(tmp_path), "--glob", "*.mp4", "-r", "0.25", "-q"])
+    assert result.exit_code == 1, result.output
+    assert "1 done, 1 failed" in result.stderr and "unexpected" not in result.stderr, result.stderr

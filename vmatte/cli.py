@@ -47,6 +47,8 @@ def user_errors():
     except KeyboardInterrupt:
         say("nothing finished was written", "[yellow]interrupted:[/] ")
         raise typer.Exit(130) from None
+    except typer.Exit:  # an exit code chosen on purpose (a batch with failed clips)
+        raise
     except Exception as exc:
         if os.environ.get("VMATTE_DEBUG"):
             raise

@@ -40,7 +40,7 @@ from .batch import (
 )
 from .errors import VmatteError
 from .io import open_source
-from .io.writer import PngSequenceWriter, png_pattern, writer_class
+from .io.writer import sequence_pattern, writer_class
 from .outputs import OutputTrack, segment_path
 from .pipeline import Interrupted, JobSettings, load_engine
 from .presets import job_settings
@@ -210,11 +210,11 @@ def find_shots(settings: JobSettings) -> list[tuple[int, int]]:
 
 def shot_outputs(clip: ClipPlan, index: int) -> dict[str, str]:
     """Where shot ``index`` of a split clip is written: as segment ``index`` of each movie output (joined as a
-    resumed run joins its segments), or into its own folder of PNG frames."""
+    resumed run joins its segments), or into its own folder of frames (PNG, EXR)."""
     outputs = {}
     for kind, path in clip.to_write.items():
-        if writer_class(kind, path) is PngSequenceWriter:
-            outputs[kind] = str(work_dir_for(path) / "shots" / f"{index:06d}" / png_pattern(path).name)
+        if writer_class(kind, path).is_sequence:
+            outputs[kind] = str(work_dir_for(path) / "shots" / f"{index:06d}" / sequence_pattern(path).name)
         else:
             outputs[kind] = str(segment_path(work_dir_for(path), index, Path(path).suffix.lower()))
     return outputs
@@ -225,10 +225,11 @@ def join_shots(settings: JobSettings, clip: ClipPlan, shots: int) -> None:
     with open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps) as source:
         info = source.info
     audio_from = Path(settings.input) if info.audio and not info.is_image_sequence else None
-    tracks = [OutputTrack(kind, path, info, png_depth=settings.png_depth, premultiplied=settings.premultiplied)
+    tracks = [OutputTrack(kind, path, info, png_depth=settings.png_depth, premultiplied=settings.premultiplied,
+                          number_from=settings.number_from, exr_display_encoded=settings.exr_display_encoded)
               for kind, path in settings.outputs.items()]
     for track in tracks:
-        if track.is_png:
+        if track.is_sequence:
             frames = track.work_dir / "frames"
             frames.mkdir(exist_ok=True)
             for index in range(shots):
@@ -310,7 +311,7 @@ def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jo
                 method, clip, args = unit
                 running[getattr(worker, method).remote(clip, options, *args)] = (unit, worker)
             if not running:  # every worker is lost
-                for clip in dict.fromkeys(clip for _, clip, _ in units):
+                for clip in {clip.name: clip for _, clip, _ in units}.values():
                     yield ClipResult(clip.input, clip.name, FAILED, clip.outputs, message="no Ray worker left")
                 break
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
@@ -320,6 +321,10 @@ def _run_clips(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], jo
                 try:
                     result = ray.get(ref)
                     idle.append(worker)
+                except ray.exceptions.RayTaskError as exc:  # an unforeseen error in the worker's code: it lives on
+                    idle.append(worker)
+                    result = ClipResult(clip.input, clip.name, FAILED, clip.outputs,
+                                        message=f"{type(exc.cause).__name__}: {exc.cause}")
                 except ray.exceptions.RayError as exc:  # the worker died more often than RESTARTS
                     result = ClipResult(clip.input, clip.name, FAILED, clip.outputs,
                                         message=f"Ray worker lost ({type(exc).__name__}); run again to resume")
