@@ -33,8 +33,13 @@ def worker(backend: str | None, fgr: bool) -> None:
     import cv2
     import torch
 
-    from vmatte.inference import MattingEngine, auto_downsample_ratio
+    from vmatte.inference import MattingEngine
     from vmatte.io import open_source
+
+    try:
+        from vmatte.settings import auto_downsample_ratio
+    except ImportError:  # code from before settings.py (the baseline)
+        from vmatte.inference import auto_downsample_ratio
 
     with open_source(SAMPLE) as source:
         pictures = [frame.rgb for _, frame in zip(range(CHUNK), source.frames())]

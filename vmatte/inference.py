@@ -44,7 +44,7 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def choose_backend(name: str, device: torch.device, dtype: torch.dtype, family: str) -> str:
-    """``auto``: OpenVINO for RVM in fp32 on the CPU where the package is installed (2.3-2.6x PyTorch there;
+    """``auto``: OpenVINO for RVM in fp32 on the CPU where the package is installed (level with PyTorch to 1.45x;
     README, "CPU inference backends"), else PyTorch (GPUs, half precision, MODNet)."""
     if name not in BACKENDS:
         raise VmatteError(f"--backend {name}: choose {', '.join(BACKENDS)}")
