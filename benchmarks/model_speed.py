@@ -40,6 +40,12 @@ def worker(backend: str | None, fgr: bool) -> None:
         from vmatte.settings import auto_downsample_ratio
     except ImportError:  # code from before settings.py (the baseline)
         from vmatte.inference import auto_downsample_ratio
+    try:
+        from vmatte.heap import reuse_large_blocks
+    except ImportError:  # code from before heap.py (the baseline)
+        pass
+    else:
+        reuse_large_blocks()  # as every vmatte run does (pipeline.run_job)
 
     with open_source(SAMPLE) as source:
         pictures = [frame.rgb for _, frame in zip(range(CHUNK), source.frames())]

@@ -1,11 +1,14 @@
 """The OpenVINO backend: the same RVM network, compiled for the CPU.
 
-vmatte's own network (``vmatte/models``) with the loaded weights is traced for one frame at the shape in use,
-as a plain graph from (frame, r1, r2, r3, r4) to (alpha, [foreground], r1, r2, r3, r4), converted in process by
-OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). The file name is a digest of
+The network's work at its working size (``MattingNetwork.low_resolution``: encoder, decoder, and the guided
+filter's coefficients) is traced from vmatte's own modules with the loaded weights for one frame at the
+downsampled shape in use, as a plain graph from (frame, r1, r2, r3, r4) to (x, y, r1, r2, r3, r4), converted in
+process by OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). The downsampling before
+it and the full-resolution step after it stay in PyTorch, shared with the PyTorch path: they are passes over
+full-size memory, which OpenVINO ran 3x slower (README, "CPU inference backends"). The file name is a digest of
 everything the graph depends on, so a later run with the same settings reads it at once, and a change of
-weights, shape, ratio, semantics, network code or library version builds a new one. Everything runs in float32
-(the guided filter must: see ``MattingNetwork.frames``); the golden tests hold this backend to the same
+weights, shape, semantics, network code or library version builds a new one. Everything runs in float32 (the
+guided filter must: see ``MattingNetwork.low_resolution``); the golden tests hold this backend to the same
 tolerances as the PyTorch path.
 
 The recurrent state stays a list of PyTorch tensors, as the PyTorch engine returns it, so pre-roll, shot cuts
@@ -28,7 +31,7 @@ import torch
 from . import models
 from .errors import VmatteError
 from .inference import MattingEngine
-from .models.matting_network import MattingNetwork, MattingOutput
+from .models.matting_network import MattingNetwork, MattingOutput, full_resolution
 from .models.weights import cache_dir
 
 MISSING = "--backend openvino needs the openvino package (pip install openvino), which is not installed here"
@@ -54,15 +57,16 @@ def available() -> bool:
 
 
 class FrameGraph(torch.nn.Module):
-    """One frame through the network with the state as explicit tensors: what is traced and converted."""
+    """One downsampled frame through the network with the state as explicit tensors: what is traced and
+    converted."""
 
-    def __init__(self, network: MattingNetwork, downsample_ratio: float, need_fgr: bool):
+    def __init__(self, network: MattingNetwork, refine: bool, need_fgr: bool):
         super().__init__()
-        self.network, self.downsample_ratio, self.need_fgr = network, downsample_ratio, need_fgr
+        self.network, self.refine, self.need_fgr = network, refine, need_fgr
 
-    def forward(self, src, r1, r2, r3, r4):
-        fgr, pha, state = self.network.frames(src, [r1, r2, r3, r4], self.downsample_ratio, self.need_fgr)
-        return (pha, *state) if fgr is None else (pha, fgr, *state)
+    def forward(self, base, r1, r2, r3, r4):
+        (x, y), state = self.network.low_resolution(base, [r1, r2, r3, r4], self.refine, self.need_fgr)
+        return x, y, *state
 
 
 def _network_code_digest() -> str:
@@ -73,10 +77,10 @@ def _network_code_digest() -> str:
     return digest.hexdigest()
 
 
-def state_shapes(network: MattingNetwork, height: int, width: int, downsample_ratio: float) -> list[tuple]:
-    """Shapes of r1..r4 for one frame: the network's own run on a blank frame says them exactly."""
+def state_shapes(network: MattingNetwork, height: int, width: int) -> list[tuple]:
+    """Shapes of r1..r4 for one downsampled frame: the network's own run on a blank frame says them exactly."""
     with torch.inference_mode():
-        _, _, state = network.frames(torch.zeros(1, 3, height, width), [None] * 4, downsample_ratio, False)
+        _, state = network.low_resolution(torch.zeros(1, 3, height, width), [None] * 4, False, False)
     return [tuple(r.shape) for r in state]
 
 
@@ -85,7 +89,7 @@ class OpenVinoEngine(MattingEngine):
     """A ``MattingEngine`` whose ``run`` goes through OpenVINO, one frame per call, carrying the state."""
 
     cache: Path = field(default_factory=lambda: cache_dir() / "compiled")
-    _compiled: dict = field(default_factory=dict, repr=False)  # (H, W, ratio, need_fgr) -> (compiled, shapes)
+    _compiled: dict = field(default_factory=dict, repr=False)  # (h, w, refine, need_fgr) -> (compiled, shapes)
     # A batch runs clips in threads on one engine: one build per shape, and one inference request per call.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -102,24 +106,24 @@ class OpenVinoEngine(MattingEngine):
     def settings(self) -> dict:
         return {**super().settings(), "backend": f"openvino {import_openvino().__version__}"}
 
-    def graph_key(self, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> str:
-        """Digest of everything the compiled graph depends on."""
+    def graph_key(self, height: int, width: int, refine: bool, need_fgr: bool) -> str:
+        """Digest of everything the compiled graph depends on (``height`` x ``width``: the downsampled size)."""
         semantics = self.model.semantics
-        parts = {"weights_sha256": self.weights_sha256, "size": [height, width], "ratio": downsample_ratio,
+        parts = {"weights_sha256": self.weights_sha256, "size": [height, width], "refine": refine,
                  "need_fgr": need_fgr, "semantics": [semantics.name, semantics.mean, semantics.std, semantics.inv_std],
                  "refiner": self.model.refiner_name, "network_code": _network_code_digest(),
                  "openvino": import_openvino().__version__, "torch": torch.__version__}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
-    def graph_path(self, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> Path:
-        key = self.graph_key(height, width, downsample_ratio, need_fgr)
-        return self.cache / f"rvm-{height}x{width}-r{downsample_ratio:g}-{'fgr' if need_fgr else 'alpha'}-{key}" \
-            / "model.xml"
+    def graph_path(self, height: int, width: int, refine: bool, need_fgr: bool) -> Path:
+        key = self.graph_key(height, width, refine, need_fgr)
+        kind = f"{'refine' if refine else 'plain'}-{'fgr' if need_fgr else 'alpha'}"
+        return self.cache / f"rvm-{height}x{width}-{kind}-{key}" / "model.xml"
 
-    def _build(self, path: Path, height: int, width: int, downsample_ratio: float, need_fgr: bool) -> None:
+    def _build(self, path: Path, height: int, width: int, refine: bool, need_fgr: bool) -> None:
         """Traces and converts the network, then puts the IR in place atomically (a folder renamed whole)."""
         ov = import_openvino()
-        shapes = state_shapes(self.model, height, width, downsample_ratio)
+        shapes = state_shapes(self.model, height, width)
         example = (torch.zeros(1, 3, height, width), *(torch.zeros(s) for s in shapes))
         with warnings.catch_warnings():
             # The tracer warns about the shape tests in the network (the graph is built for this one shape),
@@ -127,7 +131,7 @@ class OpenVinoEngine(MattingEngine):
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             # Static input shapes: the traced graph holds for this shape only, and OpenVINO plans memory for it.
-            graph = ov.convert_model(FrameGraph(self.model, downsample_ratio, need_fgr), example_input=example,
+            graph = ov.convert_model(FrameGraph(self.model, refine, need_fgr), example_input=example,
                                      input=[list(tensor.shape) for tensor in example])
         path.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent.parent))
@@ -140,9 +144,9 @@ class OpenVinoEngine(MattingEngine):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def compiled(self, height: int, width: int, downsample_ratio: float, need_fgr: bool):
-        """The compiled graph for this shape (built, or read from the cache) and its state shapes."""
-        key = (height, width, downsample_ratio, need_fgr)
+    def compiled(self, height: int, width: int, refine: bool, need_fgr: bool):
+        """The compiled graph for this downsampled shape (built, or read from the cache) and its state shapes."""
+        key = (height, width, refine, need_fgr)
         with self._lock:
             return self._compiled.get(key) or self._compile(key)
 
@@ -162,21 +166,21 @@ class OpenVinoEngine(MattingEngine):
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
-        height, width = frames.shape[2:]
-        compiled, shapes = self.compiled(height, width, downsample_ratio, need_fgr)
+        fine = frames.float()
+        refine = downsample_ratio != 1
+        base = self.model.semantics.downsample(fine, downsample_ratio) if refine else fine
+        compiled, shapes = self.compiled(*base.shape[2:], refine, need_fgr)
         request = compiled.create_infer_request()
         if state is None:
             state = [np.zeros(shape, np.float32) for shape in shapes]
         else:
             state = [np.ascontiguousarray(r.float().numpy()) for r in state]
-        phas, fgrs = [], []
-        for frame in frames.float():
+        xs, ys = [], []
+        for frame in base:
             request.infer([np.ascontiguousarray(frame[None].numpy()), *state], share_inputs=False)
-            outputs = [tensor.data.copy() for tensor in request.output_tensors]  # the request reuses its memory
-            phas.append(outputs[0])
-            if need_fgr:
-                fgrs.append(outputs[1])
-            state = outputs[-4:]
-        pha = torch.from_numpy(np.concatenate(phas))[None]
-        fgr = torch.from_numpy(np.concatenate(fgrs))[None] if need_fgr else None
-        return MattingOutput(fgr, pha, [torch.from_numpy(r) for r in state])
+            x, y, *state = [tensor.data.copy() for tensor in request.output_tensors]  # the request reuses its memory
+            xs.append(x)
+            ys.append(y)
+        fgr, pha = full_resolution(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), fine,
+                                   refine, need_fgr)
+        return MattingOutput(fgr[None] if need_fgr else None, pha[None], [torch.from_numpy(r) for r in state])

@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
+from .heap import reuse_large_blocks
 from .inference import MattingEngine, choose_device
 from .io import SourceFrame, VideoInfo, open_background, open_source
 from .io.clip_range import RangeSource, resolve_range
@@ -200,6 +201,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     ``on_progress(done, total)`` is called when the frames start flowing (``done`` is where a resumed run
     starts), after each chunk, and at the end.
     """
+    reuse_large_blocks()
     # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)

@@ -216,9 +216,9 @@ def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
     transposed): every model call sees one memory layout (results differ in the last bits between layouts),
     and the convolutions run faster in it."""
     batch = np.stack([f.rgb for f in frames])
-    scale = 255.0 if batch.dtype == np.uint8 else 65535.0
-    tensor = torch.from_numpy(batch if batch.dtype == np.uint8 else batch.astype(np.float32))
-    return tensor.permute(0, 3, 1, 2).float().div_(scale)
+    scale = np.float32(255.0 if batch.dtype == np.uint8 else 65535.0)
+    # The same float32 values PyTorch's division gives, 2-3x faster at HD sizes (NumPy's large arrays get huge pages).
+    return torch.from_numpy(np.divide(batch, scale, dtype=np.float32)).permute(0, 3, 1, 2)
 
 
 def matted_frames(engine: MattingEngine, frames: Iterable[np.ndarray], downsample_ratio: float,

@@ -8,6 +8,9 @@ import numpy as np
 from vmatte.io.colour import limited_range, rgb_to_limited_codes
 from vmatte.io.frame_writer import VideoFileWriter, fill_plane, output_colour
 
+QUANTISER = 1  # ProRes quantiser for every slice: the finest
+FF_QP2LAMBDA = 118  # FFmpeg's scale for global_quality
+
 
 class ProResWriter(VideoFileWriter):
     """ProRes 4444 in MOV: 10-bit 4:4:4 limited-range Y'CbCr, plus a full-range alpha plane (fgr, alpha)."""
@@ -21,7 +24,10 @@ class ProResWriter(VideoFileWriter):
         # The matte .mov carries the matte twice: as its grey picture (for luma keys and viewing) and as its
         # alpha channel, which ProRes stores losslessly (its picture is lossy at sharp edges).
         stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
-        stream.options = {"profile": "4444", "vendor": "apl0"}
+        # A fixed quantiser of 1: prores_ks's rate control searches every slice's quantiser and, for 4444 at
+        # sizes up to 4K on real footage, settles on 1 anyway (same bytes); skipping the search makes encoding
+        # 2.7-2.9x faster (README, "Speed and memory"). Very noisy pictures make larger frames, not coarser ones.
+        stream.options = {"profile": "4444", "vendor": "apl0", "global_quality": str(QUANTISER * FF_QP2LAMBDA)}
         stream.codec_context.thread_type = "SLICE"  # prores_ks codes slices in parallel
 
     def _frame(self, image: np.ndarray) -> av.VideoFrame:

@@ -1,0 +1,121 @@
+"""Where a run's time goes: each stage of the pipeline timed alone, in milliseconds per frame.
+
+    VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/stages.py [--frames 32] \\
+        [--backends torch,openvino]
+
+Cases (the clips ``throughput.py`` builds from the bedroom sample): 1920x1080 at ratio 0.25 with an 8-bit PNG
+matte, and 1280x720 at the automatic ratio with alpha and foreground ProRes. Stages: decoding (PyAV, and the
+colour conversion to RGB), the hand-over to the model (frames to a float tensor), the model per backend split
+into downsampling, the network at its working size (for OpenVINO: the compiled graph and its inputs and
+outputs) and the full-resolution guided-filter step, and each output's writer (conversion to the file's pixel
+format and encoding). The pipeline runs decoding, the model and the writers in three threads on the same
+cores, so a run takes about the sum of their CPU time divided by the cores, when no stage waits on another.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import make_clip  # noqa: E402
+
+from vmatte.heap import reuse_large_blocks  # noqa: E402
+from vmatte.inference import MattingEngine  # noqa: E402
+from vmatte.io import open_source, open_writer  # noqa: E402
+from vmatte.models.matting_network import full_resolution  # noqa: E402
+from vmatte.settings import auto_downsample_ratio  # noqa: E402
+from vmatte.temporal import frames_to_tensor  # noqa: E402
+
+CHUNK = 4
+CASES = [((1920, 1080), 0.25, {"alpha": "alpha/%06d.png"}),
+         ((1280, 720), None, {"alpha": "alpha.mov", "fgr": "fgr.mov"})]
+
+
+def per_frame(frames: int, work) -> float:
+    """Milliseconds per frame of ``work()`` over ``frames`` frames."""
+    start = time.perf_counter()
+    work()
+    return 1000 * (time.perf_counter() - start) / frames
+
+
+def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float, need_fgr: bool) -> dict:
+    frames = sum(len(c) for c in chunks)
+    refine = ratio != 1
+    semantics = engine.model.semantics
+
+    def run() -> None:
+        state = None
+        for chunk in chunks:
+            state = engine.run(chunk, state, ratio, need_fgr).state
+
+    run()  # warm-up: builds or reads a compiled graph
+    total = per_frame(frames, run)
+    bases = [semantics.downsample(c, ratio) if refine else c for c in chunks]
+    down = per_frame(frames, lambda: [semantics.downsample(c, ratio) for c in chunks]) if refine else 0.0
+    with torch.inference_mode():
+        (x, y), _ = engine.model.low_resolution(bases[0], [None] * 4, refine, need_fgr)
+        per_frame(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
+        step = per_frame(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
+    return {"model (all)": total, "  downsample": down, "  network": total - down - step, "  full resolution": step}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--backends", default="torch,openvino")
+    parser.add_argument("--work", type=Path, help="Folder for the generated clips (kept between runs).")
+    args = parser.parse_args()
+    reuse_large_blocks()  # as every vmatte run does
+    work = args.work or Path(tempfile.mkdtemp(prefix="vmatte-stages-"))
+    work.mkdir(parents=True, exist_ok=True)
+    engines = {name: MattingEngine.load(device=torch.device("cpu"), precision="fp32", backend=name,
+                                        notice=lambda m: None) for name in args.backends.split(",")}
+    print(f"# {' '.join(sys.argv)}; ms per frame, each stage alone on {torch.get_num_threads()} threads")
+    for (width, height), ratio, outputs in CASES:
+        ratio = ratio or auto_downsample_ratio(height, width)
+        need_fgr = "fgr" in outputs
+        clip = make_clip(work / f"clip_{width}x{height}_5s.mp4", width, height, 150)
+        rows: dict[str, str] = {}
+        # Each stage runs once untimed first: the first pass also grows the process's heap.
+        with open_source(clip) as source:
+            for _ in range(2):
+                start = time.perf_counter()
+                decoded = [frame for _, frame in zip(range(args.frames), source.frames())]
+            rows["decode + colour"] = f"{1000 * (time.perf_counter() - start) / len(decoded):.1f}"
+            info = source.info
+        batches = [decoded[i:i + CHUNK] for i in range(0, len(decoded), CHUNK)]
+        for _ in range(2):
+            start = time.perf_counter()
+            for batch in batches:
+                frames_to_tensor(batch)
+        rows["to tensor"] = f"{1000 * (time.perf_counter() - start) / len(decoded):.1f}"
+        chunks = [frames_to_tensor(b) for b in batches]
+        for name, engine in engines.items():
+            for stage, ms in model_stages(engine, chunks, ratio, need_fgr).items():
+                rows[f"{stage} ({name})"] = f"{ms:.1f}"
+        output = engine.run(chunks[0], None, ratio, need_fgr)
+        pha = output.pha[0, :, 0].numpy()
+        images = {"alpha": [p[..., None] for p in pha]}
+        if need_fgr:
+            images["fgr"] = [np.concatenate([f.permute(1, 2, 0).numpy(), p[..., None]], axis=2)
+                             for f, p in zip(output.fgr[0], pha)]
+        for kind, name in outputs.items():
+            frames = images[kind] * -(-args.frames // len(images[kind]))
+            with open_writer(kind, work / name, info, png_depth=8) as writer:
+                for _ in range(2):
+                    start = time.perf_counter()
+                    for image in frames:
+                        writer.write(image, writer.frames_written)  # pts: one per frame
+            rows[f"write {kind} {Path(name).suffix}"] = f"{1000 * (time.perf_counter() - start) / len(frames):.1f}"
+        print(f"\n## {width}x{height}, ratio {ratio:g}, {' + '.join(outputs)}\n\n| stage | ms/frame |\n| --- | --- |")
+        for stage, ms in rows.items():
+            print(f"| {stage} | {ms} |")
+
+
+if __name__ == "__main__":
+    main()

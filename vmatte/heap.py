@@ -1,0 +1,28 @@
+"""How the process's C heap treats the large buffers a run allocates and frees for every chunk.
+
+glibc hands blocks above its mmap threshold (at most 32 MiB) straight back to the kernel when they are freed,
+so the next chunk's frames, tensors and full-resolution intermediates (a chunk of 1080p frames in float32 is
+100 MB) come back as fresh pages: a page fault and a zero-fill per 4 KiB, on every chunk. Measured at 1080p
+(README, "Speed and memory"), that doubled or tripled the cost of the full-resolution steps. Keeping such
+blocks in the heap lets the next chunk reuse them; memory stays flat because every chunk needs the same sizes.
+"""
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+KEEP = 1 << 30  # blocks up to 1 GiB come from the heap, and up to 1 GiB of free heap is kept
+
+
+def reuse_large_blocks() -> bool:
+    """Keep freed large blocks for reuse (glibc only; elsewhere nothing changes). True when applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP))
