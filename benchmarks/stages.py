@@ -69,8 +69,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--backends", default="torch,openvino")
     parser.add_argument("--work", type=Path, help="Folder for the generated clips (kept between runs).")
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="Leave the C heap as glibc sets it (freed large blocks go back to the kernel), "
+                             "as vmatte ran before vmatte/heap.py.")
     args = parser.parse_args()
-    reuse_large_blocks()  # as every vmatte run does
+    if not args.glibc_defaults:
+        reuse_large_blocks()  # as every vmatte run does
     work = args.work or Path(tempfile.mkdtemp(prefix="vmatte-stages-"))
     work.mkdir(parents=True, exist_ok=True)
     engines = {name: MattingEngine.load(device=torch.device("cpu"), precision="fp32", backend=name,

@@ -3,7 +3,7 @@
 glibc hands blocks above its mmap threshold (at most 32 MiB) straight back to the kernel when they are freed,
 so the next chunk's frames, tensors and full-resolution intermediates (a chunk of 1080p frames in float32 is
 100 MB) come back as fresh pages: a page fault and a zero-fill per 4 KiB, on every chunk. Measured at 1080p
-(README, "Speed and memory"), that doubled or tripled the cost of the full-resolution steps. Keeping such
+(README, "Speed and memory"), that about doubled the cost of the full-resolution steps. Keeping such
 blocks in the heap lets the next chunk reuse them; memory stays flat because every chunk needs the same sizes.
 """
 

@@ -5,7 +5,7 @@ filter's coefficients) is traced from vmatte's own modules with the loaded weigh
 downsampled shape in use, as a plain graph from (frame, r1, r2, r3, r4) to (x, y, r1, r2, r3, r4), converted in
 process by OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). The downsampling before
 it and the full-resolution step after it stay in PyTorch, shared with the PyTorch path: they are passes over
-full-size memory, which OpenVINO ran 3x slower (README, "CPU inference backends"). The file name is a digest of
+full-size memory, which OpenVINO ran several times slower (README, "Speed and memory"). The file name is a digest of
 everything the graph depends on, so a later run with the same settings reads it at once, and a change of
 weights, shape, semantics, network code or library version builds a new one. Everything runs in float32 (the
 guided filter must: see ``MattingNetwork.low_resolution``); the golden tests hold this backend to the same

@@ -25,7 +25,7 @@ class ProResWriter(VideoFileWriter):
         # alpha channel, which ProRes stores losslessly (its picture is lossy at sharp edges).
         stream.pix_fmt = "yuv444p10le" if self.kind == "comp" else "yuva444p10le"
         # A fixed quantiser of 1: prores_ks's rate control searches every slice's quantiser and, for 4444 at
-        # sizes up to 4K on real footage, settles on 1 anyway (same bytes); skipping the search makes encoding
+        # sizes up to 4K on real footage, settles on 1 anyway (the same pictures); skipping the search makes encoding
         # 2.7-2.9x faster (README, "Speed and memory"). Very noisy pictures make larger frames, not coarser ones.
         stream.options = {"profile": "4444", "vendor": "apl0", "global_quality": str(QUANTISER * FF_QP2LAMBDA)}
         stream.codec_context.thread_type = "SLICE"  # prores_ks codes slices in parallel
