@@ -8,9 +8,10 @@ speed       fps for alpha-only PNG (16-bit), alpha-only ProRes and foreground Pr
 memory      peak resident memory of a run on a 10-second and a 10-minute 640x360 clip (same sample, looped;
             alpha ProRes, ratio 0.5)
 checkpoint  fps with the usual segment/checkpoint cadence against one segment for the whole clip
-compare     this checkout against ``--baseline`` (an earlier checkout, e.g. ``git worktree add /tmp/base 8d20426``),
-            runs taking turns (A, B, A, B): 1920x1080 ratio 0.25 8-bit PNG alpha, and 1280x720 at default
-            settings with alpha + foreground ProRes; ``--rounds`` runs each
+compare     this checkout (on the backend ``auto`` picks, and on PyTorch) against ``--baseline`` (an earlier
+            checkout, e.g. ``git worktree add /tmp/base 8d20426``), runs taking turns (A, B, C, A, B, C):
+            1920x1080 ratio 0.25 8-bit PNG alpha, 1280x720 at default settings with alpha + foreground ProRes,
+            960x540 at default settings with alpha ProRes; ``--rounds`` runs each
 Each run is a separate ``vmatte`` process (its own start-up excluded from fps: the figure is the one vmatte
 prints, frames over the time from the first decoded frame to the finished files).
 """
@@ -106,22 +107,28 @@ def checkpoint_overhead(work: Path, seconds: int) -> None:
 
 
 def compare(work: Path, seconds: int, baseline: Path, rounds: int) -> None:
-    variants = {f"baseline ({baseline.name})": baseline, "this checkout": REPO}
-    print(f"| input | outputs | {' | '.join(f'{name} fps' for name in variants)} | speed-up |")
-    print("| --- | --- | --- | --- | --- |")
+    # name: (code, extra arguments); the first is the baseline the speed-ups are against
+    variants = {f"baseline ({baseline.name})": (baseline, []), "now (auto)": (REPO, []),
+                "now, --backend torch": (REPO, ["--backend", "torch"])}
+    print(f"| input | outputs | {' | '.join(f'{name} fps' for name in variants)} | "
+          f"{' | '.join(f'speed-up {name}' for name in list(variants)[1:])} |")
+    print("|" + " --- |" * (2 + 2 * len(variants) - 1))
     for (width, height), label, outputs in (((1920, 1080), "alpha PNG 8-bit, r 0.25",
                                              ["--out", "alpha/", "--png-depth", "8", "-r", "0.25"]),
                                             ((1280, 720), "alpha + fgr ProRes, defaults",
-                                             ["--out", "a.mov", "--fgr", "f.mov"])):
+                                             ["--out", "a.mov", "--fgr", "f.mov"]),
+                                            ((960, 540), "alpha ProRes, defaults", ["--out", "a.mov"])):
         clip = make_clip(work / f"clip_{width}x{height}_{seconds}s.mp4", width, height, int(seconds * RATE))
         run_vmatte([str(clip), *outputs], work, REPO)  # untimed: builds this shape's compiled model, if any
         fps: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
-            for name, code in variants.items():
-                fps[name].append(run_vmatte([str(clip), *outputs], work, code))
-        medians = [statistics.median(runs) for runs in fps.values()]
-        ups = statistics.median(b / a for a, b in zip(*fps.values()))
-        print(f"| {width}x{height} | {label} | {' | '.join(f'{m:.2f}' for m in medians)} | {ups:.2f}x |", flush=True)
+            for name, (code, extra) in variants.items():
+                fps[name].append(run_vmatte([str(clip), *outputs, *extra], work, code))
+        runs = list(fps.values())
+        medians = [statistics.median(series) for series in runs]
+        ups = [statistics.median(b / a for a, b in zip(runs[0], series)) for series in runs[1:]]
+        print(f"| {width}x{height} | {label} | {' | '.join(f'{m:.2f}' for m in medians)} | "
+              f"{' | '.join(f'{u:.2f}x' for u in ups)} |", flush=True)
 
 
 def main() -> None:
