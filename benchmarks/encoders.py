@@ -25,31 +25,14 @@ from throughput import make_clip  # noqa: E402
 
 from vmatte.heap import reuse_large_blocks  # noqa: E402
 from vmatte.inference import MattingEngine  # noqa: E402
-from vmatte.io import open_source  # noqa: E402
-from vmatte.io.colour import limited_range, rgb_to_limited_codes  # noqa: E402
-from vmatte.io.frame_writer import fill_plane  # noqa: E402
+from vmatte.io import open_source, png, prores  # noqa: E402
 from vmatte.settings import auto_downsample_ratio  # noqa: E402
 from vmatte.temporal import frames_to_tensor  # noqa: E402
 
-PRORES = {"prores_ks, rate control": ("prores_ks", {"profile": "4444"}, "SLICE"),
-          "prores_ks, quantiser 1 (vmatte)": ("prores_ks", {"profile": "4444", "global_quality": "118"}, "SLICE"),
-          "prores_aw": ("prores_aw", {"profile": "4"}, "FRAME")}
-PNG = {"FFmpeg defaults": {}, "level 3, up filter (vmatte)": {"compression_level": "3", "pred": "up"}}
-
-
-def prores_frame(kind: str, pha: np.ndarray, fgr: np.ndarray) -> av.VideoFrame:
-    """A yuva444p10le frame as vmatte's ProRes writer builds it (BT.709)."""
-    height, width = pha.shape
-    frame = av.VideoFrame(width, height, "yuva444p10le")
-    if kind == "alpha":
-        codes = np.stack([limited_range(pha, 0.0, 0.0, bits=10)[0], np.full_like(pha, 512, np.uint16),
-                          np.full_like(pha, 512, np.uint16)], axis=-1)
-    else:
-        codes = rgb_to_limited_codes(fgr, "bt709", bits=10)
-    for index in range(3):
-        fill_plane(frame.planes[index], codes[..., index], np.uint16)
-    fill_plane(frame.planes[3], np.rint(pha * 1023).astype(np.uint16), np.uint16)
-    return frame
+PRORES = {"prores_ks, rate control": ("prores_ks", {"profile": "4444", "vendor": "apl0"}, "SLICE"),
+          "prores_ks, quantiser 1 (vmatte)": ("prores_ks", prores.ENCODER_OPTIONS, "SLICE"),
+          "prores_aw": ("prores_aw", {"profile": "4", "vendor": "apl0"}, "FRAME")}
+PNG = {"FFmpeg defaults": {}, "level 3, up filter (vmatte)": png.ENCODER_OPTIONS}
 
 
 def plane(frame: av.VideoFrame, index: int) -> np.ndarray:
@@ -64,7 +47,7 @@ def prores_row(name: str, frames: list[av.VideoFrame]) -> str:
     with av.open(buffer, "w", format="mov") as container:
         stream = container.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuva444p10le"
-        stream.options = {"vendor": "apl0", **options}
+        stream.options = options
         stream.codec_context.thread_type = threads
         start = time.perf_counter()
         for index, frame in enumerate(frames):
@@ -115,7 +98,10 @@ def main() -> None:
     foregrounds = [f.permute(1, 2, 0).numpy() for f in output.fgr[0]]
     print(f"# {' '.join(sys.argv)}; {len(mattes)} frames of {width}x{height}, {clip.name}")
     for kind in ("alpha", "fgr"):
-        frames = [prores_frame(kind, p, f) for p, f in zip(mattes, foregrounds)]
+        # As vmatte's ProRes writer builds them (BT.709)
+        frames = [prores.yuv444_frame(kind, p[..., None] if kind == "alpha" else
+                                      np.concatenate([f, p[..., None]], axis=2), "bt709")
+                  for p, f in zip(mattes, foregrounds)]
         print(f"\n## ProRes 4444, {kind} .mov\n\n| encoder | ms/frame | KiB/frame | Y' PSNR dB | alpha max error "
               "(of 1023) | opaque alpha reads (of 65535) |\n| --- | --- | --- | --- | --- | --- |")
         for name in PRORES:

@@ -36,11 +36,13 @@ CASES = [((1920, 1080), 0.25, {"alpha": "alpha/%06d.png"}),
          ((1280, 720), None, {"alpha": "alpha.mov", "fgr": "fgr.mov"})]
 
 
-def per_frame(frames: int, work) -> float:
-    """Milliseconds per frame of ``work()`` over ``frames`` frames."""
-    start = time.perf_counter()
+def timed(frames: int, work):
+    """(milliseconds per frame over ``frames`` frames, result) of ``work()``, timed on its second run: the first
+    also grows the process's heap, or builds a compiled graph."""
     work()
-    return 1000 * (time.perf_counter() - start) / frames
+    start = time.perf_counter()
+    result = work()
+    return 1000 * (time.perf_counter() - start) / frames, result
 
 
 def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float, need_fgr: bool) -> dict:
@@ -53,14 +55,12 @@ def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float
         for chunk in chunks:
             state = engine.run(chunk, state, ratio, need_fgr).state
 
-    run()  # warm-up: builds or reads a compiled graph
-    total = per_frame(frames, run)
-    bases = [semantics.downsample(c, ratio) if refine else c for c in chunks]
-    down = per_frame(frames, lambda: [semantics.downsample(c, ratio) for c in chunks]) if refine else 0.0
+    total, _ = timed(frames, run)
+    down, _ = timed(frames, lambda: [semantics.downsample(c, ratio) for c in chunks]) if refine else (0.0, None)
     with torch.inference_mode():
-        (x, y), _ = engine.model.low_resolution(bases[0], [None] * 4, refine, need_fgr)
-        per_frame(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
-        step = per_frame(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
+        base = semantics.downsample(chunks[0], ratio) if refine else chunks[0]
+        (x, y), _ = engine.model.low_resolution(base, [None] * 4, refine, need_fgr)
+        step, _ = timed(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
     return {"model (all)": total, "  downsample": down, "  network": total - down - step, "  full resolution": step}
 
 
@@ -85,20 +85,13 @@ def main() -> None:
         need_fgr = "fgr" in outputs
         clip = make_clip(work / f"clip_{width}x{height}_5s.mp4", width, height, 150)
         rows: dict[str, str] = {}
-        # Each stage runs once untimed first: the first pass also grows the process's heap.
         with open_source(clip) as source:
-            for _ in range(2):
-                start = time.perf_counter()
-                decoded = [frame for _, frame in zip(range(args.frames), source.frames())]
-            rows["decode + colour"] = f"{1000 * (time.perf_counter() - start) / len(decoded):.1f}"
+            ms, decoded = timed(args.frames, lambda: [f for _, f in zip(range(args.frames), source.frames())])
+            rows["decode + colour"] = f"{ms:.1f}"
             info = source.info
         batches = [decoded[i:i + CHUNK] for i in range(0, len(decoded), CHUNK)]
-        for _ in range(2):
-            start = time.perf_counter()
-            for batch in batches:
-                frames_to_tensor(batch)
-        rows["to tensor"] = f"{1000 * (time.perf_counter() - start) / len(decoded):.1f}"
-        chunks = [frames_to_tensor(b) for b in batches]
+        ms, chunks = timed(len(decoded), lambda batches=batches: [frames_to_tensor(b) for b in batches])
+        rows["to tensor"] = f"{ms:.1f}"
         for name, engine in engines.items():
             for stage, ms in model_stages(engine, chunks, ratio, need_fgr).items():
                 rows[f"{stage} ({name})"] = f"{ms:.1f}"
@@ -111,11 +104,10 @@ def main() -> None:
         for kind, name in outputs.items():
             frames = images[kind] * -(-args.frames // len(images[kind]))
             with open_writer(kind, work / name, info, png_depth=8) as writer:
-                for _ in range(2):
-                    start = time.perf_counter()
-                    for image in frames:
-                        writer.write(image, writer.frames_written)  # pts: one per frame
-            rows[f"write {kind} {Path(name).suffix}"] = f"{1000 * (time.perf_counter() - start) / len(frames):.1f}"
+                # pts: one per frame, counting on over both runs
+                ms, _ = timed(len(frames), lambda frames=frames, writer=writer: [
+                    writer.write(image, writer.frames_written) for image in frames])
+            rows[f"write {kind} {Path(name).suffix}"] = f"{ms:.1f}"
         print(f"\n## {width}x{height}, ratio {ratio:g}, {' + '.join(outputs)}\n\n| stage | ms/frame |\n| --- | --- |")
         for stage, ms in rows.items():
             print(f"| {stage} | {ms} |")

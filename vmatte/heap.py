@@ -9,6 +9,7 @@ blocks in the heap lets the next chunk reuse them; memory stays flat because eve
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
@@ -16,6 +17,7 @@ M_MMAP_THRESHOLD = -3
 KEEP = 1 << 30  # blocks up to 1 GiB come from the heap, and up to 1 GiB of free heap is kept
 
 
+@functools.cache  # a setting of the process: once is enough, however many jobs it runs
 def reuse_large_blocks() -> bool:
     """Keep freed large blocks for reuse (glibc only; elsewhere nothing changes). True when applied."""
     if not sys.platform.startswith("linux"):
