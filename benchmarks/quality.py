@@ -19,13 +19,16 @@ Experiments (each prints one table):
   ratio      downsample ratios giving an internal long side of 256..768 px, at each --sweep-sizes size
   smooth     without and with one-frame-delay (OFD) smoothing of the matte
   quality    --quality standard and best, and the other ensembles best was chosen from (vmatte/ensemble.py):
-             mirror image, a second internal size, merged by mean, median or confidence
+             mirror image, a smaller (0.8x) or larger (1.25x, never above the clip's size) internal size, a
+             shifted picture, merged by mean, median or confidence; a pass that comes out the same as another at
+             the ratio in use runs once, as in vmatte
   reverse    standard and the mean of it and a pass over the reversed clip (held in memory here; the pipeline
              has no reverse pass)
 Foreground error (x1e3): MSE of the straight foreground against the composite's exact one, over the soft edge
 (0 < true alpha < 1) where halos live: "Fgr edge" for the model's own foreground (merged over passes), "BF edge"
 for the blur-fusion estimate (benchmarks/blur_fusion.py) from the same matte and the picture.
-All but "semantics" use --semantics (torch) and vmatte's automatic ratio for --size, except where varied.
+All but "semantics" use --semantics (torch) and vmatte's automatic ratio for --size (or --ratio), except where
+varied.
 Everything is deterministic: fixed motion paths, no randomness. Progress goes to stderr.
 """
 
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 from blur_fusion import estimate_foreground
 
-from vmatte.ensemble import for_quality, merge_mattes
+from vmatte.ensemble import EnsembleEngine, for_quality, merge_mattes
 from vmatte.inference import MattingEngine
 from vmatte.io.background import cover, open_background
 from vmatte.metrics import evaluate_sequences
@@ -225,9 +228,10 @@ class Experiment:
 
 
 def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[tuple[int, int]],
-                     semantics: str, long_sides: list[int], prerolls: list[int]) -> list[Experiment]:
+                     semantics: str, long_sides: list[int], prerolls: list[int],
+                     ratio: float | None = None) -> list[Experiment]:
     width, height = size
-    default = Setting(semantics, auto_downsample_ratio(height, width))  # what vmatte does at this size
+    default = Setting(semantics, ratio or auto_downsample_ratio(height, width))  # what vmatte does at this size
     published = replace(default, preroll=0, cuts=False)  # RVM as its authors run it
     plans = []
     if "semantics" in names:
@@ -250,6 +254,7 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
     if "quality" in names:
         mirror, smaller = Pass(mirror=True), Pass(ratio_scale=0.8)
         three = (Pass(), mirror, smaller)
+        shifted, larger = Pass(shift=16), Pass(ratio_scale=1.25)
         candidates = [
             ("--quality standard", Ensemble()),
             ("mirror, mean", Ensemble((Pass(), mirror))),
@@ -257,6 +262,17 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
             ("0.8x size, mean", Ensemble((Pass(), smaller))),
             ("mirror + 0.8x size, mean", Ensemble(three)),
             ("mirror + 0.8x size, median", Ensemble(three, "median")),
+            ("mirror + shift 16 px, mean", Ensemble((Pass(), mirror, shifted))),
+            ("1.25x size alone", Ensemble((larger,))),
+            ("1.25x size, mean", Ensemble((Pass(), larger))),
+            ("mirror + 1.25x size, mean", Ensemble((Pass(), mirror, larger))),
+            ("mirror + 1.25x size, median", Ensemble((Pass(), mirror, larger), "median")),
+            ("mirror + 1.25x size, confidence", Ensemble((Pass(), mirror, larger), "confidence")),
+            ("1.25x size + its mirror, mean", Ensemble((larger, Pass(mirror=True, ratio_scale=1.25)))),
+            ("mirror x 0.8x size, mean", Ensemble((*three, Pass(mirror=True, ratio_scale=0.8)))),
+            ("mirror x 0.8x size, median", Ensemble((*three, Pass(mirror=True, ratio_scale=0.8)), "median")),
+            ("mirror x 0.8x size + 1.25x, median", Ensemble((*three, Pass(mirror=True, ratio_scale=0.8),
+                                                             larger), "median")),
         ]
         rows = [(label, replace(default, ensemble=ensemble)) for label, ensemble in candidates]
         best = QUALITIES["best"].ensemble
@@ -311,8 +327,9 @@ def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting
     """A clip under one setting: its passes (each with its own state, and over the reversed clip too when
     ``setting.reverse``) merged as ``ensemble.EnsembleEngine`` merges them. Each pass runs once per clip
     (``runs`` keeps them), so settings that share passes share their cost; the time is the passes' sum."""
+    distinct = [one for one, _ in EnsembleEngine(engine, setting.ensemble).passes_at(setting.ratio)]
     passes = [replace(setting, ensemble=Ensemble((one,)), reverse=backwards)
-              for backwards in ((False, True) if setting.reverse else (False,)) for one in setting.ensemble.passes]
+              for backwards in ((False, True) if setting.reverse else (False,)) for one in distinct]
     for one in passes:
         if one not in runs:
             runs[one] = run_pass(engine, frames, one)
@@ -451,6 +468,8 @@ def parse_args() -> argparse.Namespace:
                         default=list(LONG_SIDES), help="internal long sides (px) of the ratio sweep")
     parser.add_argument("--prerolls", type=lambda text: [int(part) for part in text.split(",")],
                         default=list(PREROLLS), help="pre-roll lengths K of the preroll experiment")
+    parser.add_argument("--ratio", type=float, help="downsample ratio of all experiments but 'semantics' and 'ratio' "
+                        "(default: vmatte's automatic ratio for --size)")
     parser.add_argument("--backgrounds-per-portrait", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--semantics", default="torch", choices=("torch", "tfjs"),
                         help="semantics of all experiments but 'semantics'")
@@ -473,7 +492,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     experiments = plan_experiments(args.experiments, args.size, args.sweep_sizes or [args.size], args.semantics,
-                                   args.long_sides, args.prerolls)
+                                   args.long_sides, args.prerolls, args.ratio)
     print(f"# {reproduce_command()}")
     print(f"# model {args.model}, chunk {CHUNK}. MAD and MSE x1e3, Grad /1e3, dtSSD x1e2: means over all frames;\n"
           f"# MAD 1-{SETTLE_FRAMES}: each clip's first {SETTLE_FRAMES} frames; MAD cut+{SETTLE_FRAMES}: the "

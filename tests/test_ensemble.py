@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vmatte import ensemble
 from vmatte.cli import app
 from vmatte.ensemble import EnsembleEngine, for_quality, merge_mattes
 from vmatte.errors import VmatteError
@@ -52,6 +53,8 @@ def test_merges():
     assert torch.allclose(merge_mattes([a, b], "mean"), torch.tensor([0.5, 0.3, 1.0]))
     assert torch.allclose(merge_mattes([a, b], "median"), merge_mattes([a, b], "mean"))  # median of two: mean
     assert torch.allclose(merge_mattes([a, b, c], "median"), torch.tensor([0.5, 0.4, 1.0]))
+    d = torch.tensor([0.1, 0.3, 0.6])
+    assert torch.allclose(merge_mattes([a, b, c, d], "median"), torch.tensor([0.3, 0.35, 0.8]))
     # Confidence: the pass further from 0.5 weighs more (0.2 is surer than 0.4).
     confident = merge_mattes([a, b], "confidence")
     assert 0.2 < confident[1] < 0.3 and torch.isclose(confident[2], torch.tensor(1.0))
@@ -71,6 +74,17 @@ def test_mirror_pass_is_flipped_back_and_merged():
     ramp = torch.linspace(0, 1, 6).expand(3, 1, 4, 6)
     expected = ((ramp + frames[:, :1]).clamp(0, 1) + (ramp.flip(-1) + frames[:, :1]).clamp(0, 1)) / 2
     assert torch.allclose(follow.run(frames, None, 1.0).pha, expected[None]) and plain.pha.shape == expected[None].shape
+
+
+def test_shifted_pass_sees_a_mirrored_margin_and_is_cropped_back():
+    frames = torch.rand(2, 3, 10, 12)
+    engine = EnsembleEngine(StandIn(gain=1.0), Ensemble((Pass(shift=2),)))
+    out = engine.run(frames, None, 0.5)  # 2 px at the working size: 4 px of the clip
+    assert torch.equal(out.fgr, frames[None])  # the picture the model saw, cropped back: the clip's own
+    ramp = torch.linspace(0, 1, 16)[4:].expand(2, 1, 10, 12)  # the model saw a picture 4 px wider
+    assert torch.allclose(out.pha, (ramp + frames[:, :1]).clamp(0, 1)[None])
+    grown = ensemble._mirrored_margin((frames * 255).to(torch.uint8), 4)
+    assert torch.equal(grown, torch.nn.functional.pad(frames * 255, (4, 0, 4, 0), mode="reflect").to(torch.uint8))
 
 
 def test_each_pass_keeps_its_own_state_and_scale():
@@ -125,7 +139,24 @@ def test_plain_ensemble_is_the_engine_itself():
     assert for_quality(stand_in, QUALITIES["fast"].ensemble) is stand_in
     best = for_quality(stand_in, QUALITIES["best"].ensemble)
     assert isinstance(best, EnsembleEngine) and best.recurrent and best.device == stand_in.device
-    assert best.settings()["passes"] == ["plain", "mirror"] and best.settings()["model"] == "stand-in"
+    assert best.settings()["passes"] == ["plain", "mirror", "plain@1.25"] and best.settings()["model"] == "stand-in"
+    assert best.settings()["merge"] == "median"
+
+
+def test_a_pass_that_comes_out_the_same_runs_once():
+    """best's larger pass, capped at the clip's own size, would be the plain pass again: it runs once, and the
+    merge is over the distinct passes (median of two: the mean), each with its own state slot."""
+    stand_in = StandIn()
+    best = EnsembleEngine(stand_in, QUALITIES["best"].ensemble)
+    frames = torch.rand(2, 3, 4, 6)
+    out = best.run(frames, None, 1.0)
+    assert [ratio for _, ratio in stand_in.calls] == [1.0, 1.0] and len(out.state) == 4
+    assert torch.allclose(out.pha, torch.full_like(out.pha, 0.5))  # plain and mirror ramps averaged
+    stand_in.calls.clear()
+    out = best.run(frames, None, 0.5)
+    assert [ratio for _, ratio in stand_in.calls] == [0.5, 0.5, 0.625] and len(out.state) == 6
+    # Plain and larger pass see the ramp, the mirror pass its reverse: the median is the ramp, not the mean 0.5.
+    assert torch.allclose(out.pha, torch.linspace(0, 1, 6).expand(1, 2, 1, 4, 6))
 
 
 def test_quality_levels():

@@ -1,22 +1,24 @@
 """Quality levels: ``--quality fast|standard|best``, and the ensemble of model passes behind ``best``.
 
 An ensemble runs the model more than once on every chunk, each pass on a transformed picture (its mirror
-image, or another internal size) with its own recurrent state, turns each result back, and merges only the
-mattes and foregrounds; the states never mix. ``EnsembleEngine`` wraps a ``MattingEngine`` behind the same
-``run(frames, state, ratio)`` interface and carries all passes' states as one flat list, so everything built
-on an engine (pre-roll and cut resets in ``temporal.py``, checkpoints and exact resume, batches) works
-unchanged: a cut resets every pass, a checkpoint holds every pass's state.
+image, another internal size, or the picture shifted) with its own recurrent state, turns each result back,
+and merges only the mattes and foregrounds; the states never mix. ``EnsembleEngine`` wraps a ``MattingEngine``
+behind the same ``run(frames, state, ratio)`` interface and carries all passes' states as one flat list, so
+everything built on an engine (pre-roll and cut resets in ``temporal.py``, checkpoints and exact resume,
+batches) works unchanged: a cut resets every pass, a checkpoint holds every pass's state.
 
 The passes and merge of ``best`` were chosen on ``benchmarks/quality.py`` (README, "Quality settings"); so was
 keeping the model's own foreground (blur-fusion estimation from the matte, ``benchmarks/blur_fusion.py``,
-measured worse).
+measured worse). ``best`` takes the median of the clip, its mirror image and a 1.25x larger internal size: the
+median of three lies between the two passes at the clip's own ratio, so a given ``--downsample-ratio`` still
+bounds the result, and the larger pass only chooses within that range.
 """
 
 import torch
 
 from .inference import MattingEngine
 from .models.matting_network import MattingOutput
-from .settings import Ensemble
+from .settings import Ensemble, Pass
 
 
 def merge_mattes(mattes: list[torch.Tensor], how: str) -> torch.Tensor:
@@ -25,8 +27,9 @@ def merge_mattes(mattes: list[torch.Tensor], how: str) -> torch.Tensor:
     stacked = torch.stack(mattes)
     if how == "mean" or len(mattes) == 1:
         return stacked.mean(0)
-    if how == "median":
-        return stacked.median(0).values if len(mattes) % 2 else stacked.mean(0)  # the median of two is their mean
+    if how == "median":  # with an even count, the mean of the middle two (torch.median takes the lower one)
+        middle = stacked.sort(0).values[(len(mattes) - 1) // 2:len(mattes) // 2 + 1]
+        return middle.mean(0)
     weights = (2 * stacked - 1).abs() + 1e-3
     return (weights * stacked).sum(0) / weights.sum(0)
 
@@ -47,22 +50,47 @@ class EnsembleEngine:
     def describe(self) -> str:
         return f"{self.engine.describe()}, passes {'+'.join(str(p) for p in self.ensemble.passes)}"
 
+    def passes_at(self, downsample_ratio: float) -> list[tuple[Pass, float]]:
+        """The passes as they run at this ratio, each with its own ratio (never above 1). A pass that comes out
+        the same as an earlier one (a larger size where the clip's own size is already used) runs once: it would
+        only weigh that pass twice. A stream keeps one ratio, so its state always splits the same way."""
+        distinct = {}
+        for one in self.ensemble.passes:
+            distinct.setdefault((one.mirror, min(1.0, downsample_ratio * one.ratio_scale), one.shift), one)
+        return [(one, ratio) for (_, ratio, _), one in distinct.items()]
+
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
-        passes = self.ensemble.passes
+        passes = self.passes_at(downsample_ratio)
         states = _split(state, len(passes))
         mattes, foregrounds, new_states = [], [], []
-        for one, pass_state in zip(passes, states):
-            source = frames.flip(-1) if one.mirror else frames
-            out = self.engine.run(source, pass_state, min(1.0, downsample_ratio * one.ratio_scale), need_fgr)
-            mattes.append(out.pha.flip(-1) if one.mirror else out.pha)
+        for (one, ratio), pass_state in zip(passes, states):
+            margin = min(round(one.shift / ratio), *(size - 1 for size in frames.shape[-2:]))  # in the clip's pixels
+            out = self.engine.run(_mirrored_margin(frames.flip(-1) if one.mirror else frames, margin),
+                                  pass_state, ratio, need_fgr)
+            mattes.append(_turned_back(out.pha, one, margin))
             if need_fgr:
-                foregrounds.append(out.fgr.flip(-1) if one.mirror else out.fgr)
+                foregrounds.append(_turned_back(out.fgr, one, margin))
             new_states.append(out.state)
         fgr = torch.stack(foregrounds).mean(0) if need_fgr else None
         return MattingOutput(fgr, merge_mattes(mattes, self.ensemble.merge),
                              None if new_states[0] is None else [r for s in new_states for r in s])
+
+
+def _turned_back(image: torch.Tensor, one: Pass, margin: int) -> torch.Tensor:
+    """A pass's output in the clip's own frame: its margin cut off, its mirror image flipped back."""
+    image = image[..., margin:, margin:]
+    return image.flip(-1) if one.mirror else image
+
+
+def _mirrored_margin(frames: torch.Tensor, margin: int) -> torch.Tensor:
+    """(N, C, H, W) frames grown by ``margin`` rows on top and columns on the left, each the mirror image of the
+    rows (columns) beside it, as reflect padding (written out: ``F.pad`` does not reflect integer pictures)."""
+    if margin == 0:
+        return frames
+    frames = torch.cat([frames[..., 1:margin + 1, :].flip(-2), frames], dim=-2)
+    return torch.cat([frames[..., 1:margin + 1].flip(-1), frames], dim=-1)
 
 
 def _split(state: list | None, parts: int) -> list:

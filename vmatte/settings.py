@@ -42,13 +42,17 @@ MERGES = ("mean", "median", "confidence")
 
 @dataclass(frozen=True)
 class Pass:
-    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio."""
+    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio, and with the
+    picture moved ``shift`` pixels of the network's working size down and right (the edge mirrored into the gap),
+    so its stride-32 grid falls elsewhere on the picture."""
 
     mirror: bool = False
     ratio_scale: float = 1.0
+    shift: int = 0
 
     def __str__(self) -> str:
-        return ("mirror" if self.mirror else "plain") + (f"@{self.ratio_scale:g}" if self.ratio_scale != 1 else "")
+        return (("mirror" if self.mirror else "plain") + (f"@{self.ratio_scale:g}" if self.ratio_scale != 1 else "")
+                + (f"+{self.shift}" if self.shift else ""))
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Quality:
 QUALITIES = {
     "fast": Quality(384, "fast_guided_filter", Ensemble()),  # the settings of the old 'fast' preset
     "standard": Quality(None, None, Ensemble()),
-    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True)), "mean")),
+    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True), Pass(ratio_scale=1.25)), "median")),
 }
 DEFAULT_QUALITY = "standard"
 
