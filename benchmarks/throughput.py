@@ -74,7 +74,7 @@ def speed(work: Path, seconds: int) -> None:
             print(f"{width}x{height:<5} {ratio:>5} {label:<22} {fps:6.1f}", flush=True)
 
 
-def memory(work: Path, seconds: int, minutes: int) -> None:
+def memory(work: Path, seconds: int, minutes: float) -> None:
     # Peak memory is measured per process: each run is its own child, so ru_maxrss is read per run.
     print(f"{'clip':>12} {'frames':>7} {'fps':>6} {'peak MiB':>9}")
     for label, frames in ((f"{seconds} s", int(seconds * RATE)), (f"{minutes} min", int(minutes * 60 * RATE))):
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", default="speed,memory,checkpoint")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--long-minutes", type=int, default=10)
+    parser.add_argument("--long-minutes", type=float, default=10)
     parser.add_argument("--baseline", type=Path, help="Earlier checkout for --experiments compare.")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, help="Folder for the generated clips (kept between runs).")

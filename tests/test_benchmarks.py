@@ -1,0 +1,83 @@
+"""Every benchmark command the README shows, run as it is shown but small.
+
+The commands are read from README.md (code blocks and inline code alike): each ``python benchmarks/...`` with its
+experiments and flags, ``[--flag]`` given, so a benchmark that no longer runs, or no longer takes the options the
+README gives it, fails here. Only the flags that set how much work a run does are made small (sizes, frame
+counts, rounds, durations; the baseline checkout is this one), so each takes seconds instead of minutes. The
+README's figures come from the full commands; no test times anything.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import media
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+COMMAND = re.compile(r"python (benchmarks/\w+\.py)([^`\n]*)")
+# Values the README gives that would make a run long or need a setup -> small ones in their place.
+IN_PLACE = {"--sweep-sizes": "160x90,320x180", "--long-sides": "96,128,160", "--long-minutes": "0.05",
+            "--rounds": "1"}
+# Appended to each script's command (the last value of a flag wins): how much work a run does, made small.
+# quality.py needs 30 frames per clip (15 on each side of its cut).
+ADDED = {"benchmarks/quality.py": ["--frames", "30", "--size", "160x90"],
+         "benchmarks/throughput.py": ["--seconds", "1"],
+         "benchmarks/model_speed.py": ["--heights", "540", "--frames", "4"],
+         "benchmarks/stages.py": ["--frames", "2"],
+         "benchmarks/encoders.py": ["--frames", "2"],
+         "benchmarks/openvino_precision.py": ["--frames", "2", "--rounds", "1"],
+         "benchmarks/cluster.py": ["--clips", "2", "--frames", "4", "--size", "160x90"]}
+
+
+def made_small(script: str, args: list[str], clip: Path) -> list[str]:
+    """The README's arguments with the baseline (this checkout), the clip and the work made small."""
+    in_place = {**IN_PLACE, "--baseline": str(REPO), "--clip": str(clip)}
+    out = [in_place.get(previous, arg) if not arg.startswith("--") else arg
+           for previous, arg in zip(["", *args], args)]
+    return out + ADDED[script]
+
+
+def readme_benchmark_commands() -> list[tuple[str, list[str]]]:
+    """(script, arguments) of each command; commands that differ only in what ``made_small`` replaces (the same
+    experiments at two sizes) run once."""
+    commands, seen = [], set()
+    for script, rest in COMMAND.findall(README):
+        args = shlex.split(re.sub(r"\[(--[^\]]+)\]", r"\1", rest.strip()))
+        small = (script, *made_small(script, args, Path("CLIP")))
+        if small not in seen:
+            seen.add(small)
+            commands.append((script, args))
+    return commands
+
+
+@pytest.fixture
+def scratch():
+    """The run's temporary files (generated clips, compiled graphs) in a folder removed afterwards; a short path
+    directly in the system's temporary folder, since Ray's socket paths under it must fit in 107 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="vb-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_readme_shows_every_benchmark():
+    shown = {script for script, _ in readme_benchmark_commands()}
+    scripts = {f"benchmarks/{path.name}" for path in (REPO / "benchmarks").glob("*.py")}
+    assert scripts - shown == {"benchmarks/blur_fusion.py"}  # a module of quality.py's, not a benchmark
+
+
+@pytest.mark.parametrize("script, args", readme_benchmark_commands(),
+                         ids=[shlex.join([script, *args]) for script, args in readme_benchmark_commands()])
+def test_readme_benchmark_command_runs(script, args, samples_dir, scratch):
+    command = [sys.executable, script, *made_small(script, args, samples_dir / "robustness_videos/decord_rot0.mov")]
+    env = {**os.environ, **media.offline_env(), "VMATTE_HOME": str(scratch / "home"), "TMPDIR": str(scratch)}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{shlex.join(command)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr
+    assert re.search(r"\d\.\d", result.stdout), result.stdout  # it printed figures
