@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from blur_fusion import estimate_foreground
 
-from vmatte.ensemble import EnsembleEngine, for_quality, merge_mattes
+from vmatte.ensemble import for_quality, merge_mattes
 from vmatte.inference import MattingEngine
 from vmatte.io.background import cover, open_background
 from vmatte.metrics import evaluate_sequences
@@ -327,7 +327,7 @@ def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting
     """A clip under one setting: its passes (each with its own state, and over the reversed clip too when
     ``setting.reverse``) merged as ``ensemble.EnsembleEngine`` merges them. Each pass runs once per clip
     (``runs`` keeps them), so settings that share passes share their cost; the time is the passes' sum."""
-    distinct = [one for one, _ in EnsembleEngine(engine, setting.ensemble).passes_at(setting.ratio)]
+    distinct = [one for one, _ in setting.ensemble.passes_at(setting.ratio)]
     passes = [replace(setting, ensemble=Ensemble((one,)), reverse=backwards)
               for backwards in ((False, True) if setting.reverse else (False,)) for one in distinct]
     for one in passes:

@@ -66,14 +66,16 @@ def scratch():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+COMMANDS = readme_benchmark_commands()
+
+
 def test_the_readme_shows_every_benchmark():
-    shown = {script for script, _ in readme_benchmark_commands()}
+    shown = {script for script, _ in COMMANDS}
     scripts = {f"benchmarks/{path.name}" for path in (REPO / "benchmarks").glob("*.py")}
     assert scripts - shown == {"benchmarks/blur_fusion.py"}  # a module of quality.py's, not a benchmark
 
 
-@pytest.mark.parametrize("script, args", readme_benchmark_commands(),
-                         ids=[shlex.join([script, *args]) for script, args in readme_benchmark_commands()])
+@pytest.mark.parametrize("script, args", COMMANDS, ids=[shlex.join([script, *args]) for script, args in COMMANDS])
 def test_readme_benchmark_command_runs(script, args, samples_dir, scratch):
     command = [sys.executable, script, *made_small(script, args, samples_dir / "robustness_videos/decord_rot0.mov")]
     env = {**os.environ, **media.offline_env(), "VMATTE_HOME": str(scratch / "home"), "TMPDIR": str(scratch)}

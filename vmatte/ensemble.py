@@ -50,19 +50,10 @@ class EnsembleEngine:
     def describe(self) -> str:
         return f"{self.engine.describe()}, passes {'+'.join(str(p) for p in self.ensemble.passes)}"
 
-    def passes_at(self, downsample_ratio: float) -> list[tuple[Pass, float]]:
-        """The passes as they run at this ratio, each with its own ratio (never above 1). A pass that comes out
-        the same as an earlier one (a larger size where the clip's own size is already used) runs once: it would
-        only weigh that pass twice. A stream keeps one ratio, so its state always splits the same way."""
-        distinct = {}
-        for one in self.ensemble.passes:
-            distinct.setdefault((one.mirror, min(1.0, downsample_ratio * one.ratio_scale), one.shift), one)
-        return [(one, ratio) for (_, ratio, _), one in distinct.items()]
-
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
-        passes = self.passes_at(downsample_ratio)
+        passes = self.ensemble.passes_at(downsample_ratio)
         states = _split(state, len(passes))
         mattes, foregrounds, new_states = [], [], []
         for (one, ratio), pass_state in zip(passes, states):

@@ -71,6 +71,15 @@ class Ensemble:
     def describe(self) -> dict:
         return {"passes": [str(p) for p in self.passes], "merge": self.merge}
 
+    def passes_at(self, downsample_ratio: float) -> list[tuple[Pass, float]]:
+        """The passes as they run at this ratio, each with its own ratio (never above 1). A pass that comes out
+        the same as an earlier one (a larger size where the clip's own size is already used) runs once: it would
+        only weigh that pass twice. A stream keeps one ratio, so its state always splits the same way."""
+        distinct = {}
+        for one in self.passes:
+            distinct.setdefault((one.mirror, min(1.0, downsample_ratio * one.ratio_scale), one.shift), one)
+        return [(one, ratio) for (_, ratio, _), one in distinct.items()]
+
 
 @dataclass(frozen=True)
 class Quality:
