@@ -3,13 +3,16 @@ side with an earlier checkout of vmatte, in one run:
 
     VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/model_speed.py \\
         [--baseline /tmp/base] [--backends torch,openvino] [--heights 1080,720,540] [--rounds 5] [--frames 8] [--fgr]
+        [--chunk 4]
 
 Cases: 1920x1080 at ratio 0.25, 1280x720 and 960x540 at the automatic ratio (long side 640 px). Each variant
 (every backend of this checkout, plus PyTorch from ``--baseline``, e.g. ``git worktree add /tmp/base 8d20426``)
 runs in its own process; the variants take turns, ``--frames`` frames each per round (A, B, C, A, B, C, ...), so
 a busy shared machine slows them alike, and the table gives each one's median over the rounds and its speed
-relative to the baseline (or to torch). Frames are the bedroom sample, resized; chunk 4 as the pipeline runs;
-alpha only unless ``--fgr``. Compiled backends build (or read from the cache) before timing starts.
+relative to the baseline (or to torch). Frames are the bedroom sample, resized; ``--chunk`` frames per call (4, as
+the pipeline runs; 1 is one frame per call, as issue 12 first measured); alpha only unless ``--fgr``. Compiled
+backends build (or read from the cache) before timing starts. Below the table: each case's GFLOP per frame and
+what a float32 matrix product reaches on these cores.
 """
 
 import argparse
@@ -24,14 +27,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared/samples/portrait_videos/sam2_bedroom_child_960x540.mp4"
 CASES = [((1920, 1080), 0.25), ((1280, 720), None), ((960, 540), None)]
-CHUNK = 4
 
 
-def worker(backend: str | None, fgr: bool) -> None:
+def worker(backend: str | None, fgr: bool, chunk: int) -> None:
     """Runs in a variant's process: loads the model, then answers 'case W H RATIO' and 'time N' lines on stdin
     with JSON on stdout. ``backend`` None: code from before backends existed (no backend argument)."""
     import cv2
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from vmatte.inference import MattingEngine
     from vmatte.io import open_source
@@ -48,7 +51,7 @@ def worker(backend: str | None, fgr: bool) -> None:
         reuse_large_blocks()  # as every vmatte run does (pipeline.run_job)
 
     with open_source(SAMPLE) as source:
-        pictures = [frame.rgb for _, frame in zip(range(CHUNK), source.frames())]
+        pictures = [frame.rgb for _, frame in zip(range(chunk), source.frames())]
     extra = {} if backend is None else {"backend": backend}
     engine = MattingEngine.load(device=torch.device("cpu"), precision="fp32", notice=lambda m: None, **extra)
     frames = ratio = state = None
@@ -61,21 +64,37 @@ def worker(backend: str | None, fgr: bool) -> None:
             # As the pipeline hands frames over: channels-last views of the decoded HWC pictures.
             frames = torch.from_numpy(__import__("numpy").stack(resized)).permute(0, 3, 1, 2).float().div_(255)
             state = engine.run(frames, None, ratio, need_fgr=fgr).state  # warm-up; builds a compiled graph
-            reply = {"ratio": ratio, "engine": engine.describe()}
+            with FlopCounterMode(display=False) as counter:  # PyTorch's path, one frame: the work a frame takes
+                MattingEngine.run(engine, frames[:1], None, ratio, need_fgr=fgr)
+            reply = {"ratio": ratio, "engine": engine.describe(), "gflop": counter.get_total_flops() / 1e9}
         else:
             count = int(args[0])
             start = time.perf_counter()
-            for _ in range(0, count, CHUNK):
+            for _ in range(0, count, chunk):
                 state = engine.run(frames, state, ratio, need_fgr=fgr).state
-            reply = {"ms": 1000 * (time.perf_counter() - start) / (-(-count // CHUNK) * CHUNK)}
+            reply = {"ms": 1000 * (time.perf_counter() - start) / (-(-count // chunk) * chunk)}
         print(json.dumps(reply), flush=True)
 
 
+def matrix_product_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """What these cores reach in float32 on PyTorch's best-tuned kernel (a square matrix product): the ceiling
+    against which a network's GFLOP per frame becomes a floor in ms."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 class Variant:
-    def __init__(self, name: str, root: Path, backend: str | None, fgr: bool):
+    def __init__(self, name: str, root: Path, backend: str | None, fgr: bool, chunk: int):
         self.name = name
         env = {**os.environ, "PYTHONPATH": str(root)}
-        command = [sys.executable, __file__, "--worker", backend or "none"] + (["--fgr"] if fgr else [])
+        command = [sys.executable, __file__, "--worker", backend or "none", "--chunk", str(chunk)]
+        command += ["--fgr"] if fgr else []
         self.process = subprocess.Popen(command, env=env, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True)
 
@@ -94,21 +113,24 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,openvino")
     parser.add_argument("--heights", default="1080,720,540", help="Which of the cases to run, by frame height.")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--frames", type=int, default=8, help="Frames per variant per round (whole chunks of 4).")
+    parser.add_argument("--frames", type=int, default=8, help="Frames per variant per round (whole chunks).")
     parser.add_argument("--fgr", action="store_true", help="Alpha and foreground (default: alpha only).")
+    parser.add_argument("--chunk", type=int, default=4, help="Frames per call (the pipeline's chunk is 4).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(None if args.worker == "none" else args.worker, args.fgr)
+        worker(None if args.worker == "none" else args.worker, args.fgr, args.chunk)
         return
 
-    variants = [Variant(f"baseline ({args.baseline.name})", args.baseline, None, args.fgr)] if args.baseline else []
-    variants += [Variant(backend, REPO, backend, args.fgr) for backend in args.backends.split(",")]
-    print(f"# {' '.join(sys.argv)}; {'alpha + foreground' if args.fgr else 'alpha only'}, chunk {CHUNK}, "
+    variants = ([Variant(f"baseline ({args.baseline.name})", args.baseline, None, args.fgr, args.chunk)]
+                if args.baseline else [])
+    variants += [Variant(backend, REPO, backend, args.fgr, args.chunk) for backend in args.backends.split(",")]
+    print(f"# {' '.join(sys.argv)}; {'alpha + foreground' if args.fgr else 'alpha only'}, chunk {args.chunk}, "
           f"{args.rounds} rounds x {args.frames} frames per variant, interleaved")
     print(f"| input | ratio | {' | '.join(v.name + ' ms/frame' for v in variants)} | "
           f"{' | '.join('speed-up ' + v.name for v in variants[1:])} |")
     print("|" + " --- |" * (2 + 2 * len(variants) - 1))
+    floors: list[str] = []
     try:
         for (width, height), ratio in [case for case in CASES if str(case[0][1]) in args.heights.split(",")]:
             replies = [v.ask(f"case {width} {height} {ratio or 'auto'}") for v in variants]
@@ -122,8 +144,12 @@ def main() -> None:
             ups = [statistics.median(a / b for a, b in zip(times[0], series)) for series in times[1:]]
             print(f"| {width}x{height} | {replies[0]['ratio']:.3f} | {' | '.join(f'{m:.0f}' for m in medians)} | "
                   f"{' | '.join(f'{u:.2f}x' for u in ups)} |", flush=True)
+            floors.append(f"# {width}x{height}: {replies[-1]['gflop']:.1f} GFLOP a frame (convolutions and matrix "
+                          f"products, PyTorch's flop counter)")
         for v, reply in zip(variants, replies):
             print(f"# {v.name}: {reply['engine']}")
+        print("\n".join(floors))
+        print(f"# float32 2048x2048 matrix product on these cores (PyTorch): {matrix_product_gflops():.0f} GFLOP/s")
     finally:
         for v in variants:
             v.process.stdin.close()

@@ -26,7 +26,7 @@ from model_speed import SAMPLE
 
 from vmatte.heap import reuse_large_blocks
 from vmatte.inference import MattingEngine
-from vmatte.inference_openvino import OpenVinoEngine, import_openvino
+from vmatte.inference_openvino import COMPILE_CONFIG, OpenVinoEngine, import_openvino
 from vmatte.io import open_source
 from vmatte.models.matting_network import full_resolution
 from vmatte.temporal import frames_to_tensor
@@ -93,7 +93,7 @@ def main() -> None:
                                         shapes)]
     int8 = quantised(model, calibration)
     if int8 is not None:
-        variants["int8"] = ov.Core().compile_model(int8, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        variants["int8"] = ov.Core().compile_model(int8, "CPU", COMPILE_CONFIG)
 
     mattes = {}
     for name, compiled in variants.items():

@@ -7,15 +7,17 @@ Cases (the clips ``throughput.py`` builds from the bedroom sample): 1920x1080 at
 matte, and 1280x720 at the automatic ratio with alpha and foreground ProRes. Stages: decoding (PyAV, and the
 colour conversion to RGB), the hand-over to the model (frames to a float tensor), the model per backend split
 into downsampling, the network at its working size (for OpenVINO: the compiled graph and its inputs and
-outputs) and the full-resolution guided-filter step, and each output's writer (conversion to the file's pixel
-format and encoding). The pipeline runs decoding, the model and the writers in three threads on the same
-cores, so a run takes about the sum of their CPU time divided by the cores, when no stage waits on another.
+outputs, then the kinds of node that take most of its time in OpenVINO's own profile) and the full-resolution
+guided-filter step, and each output's writer (conversion to the file's pixel format and encoding). The
+pipeline runs decoding, the model and the writers in three threads on the same cores, so a run takes about the
+sum of their CPU time divided by the cores, when no stage waits on another.
 """
 
 import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,14 @@ from throughput import make_clip  # noqa: E402
 
 from vmatte.heap import reuse_large_blocks  # noqa: E402
 from vmatte.inference import MattingEngine  # noqa: E402
+from vmatte.inference_openvino import COMPILE_CONFIG, OpenVinoEngine, import_openvino  # noqa: E402
 from vmatte.io import open_source, open_writer  # noqa: E402
 from vmatte.models.matting_network import full_resolution  # noqa: E402
 from vmatte.settings import auto_downsample_ratio  # noqa: E402
 from vmatte.temporal import frames_to_tensor  # noqa: E402
 
 CHUNK = 4
+PROFILE_ROWS = 6  # the kinds of node that take most of the network's time
 CASES = [((1920, 1080), 0.25, {"alpha": "alpha/%06d.png"}),
          ((1280, 720), None, {"alpha": "alpha.mov", "fgr": "fgr.mov"})]
 
@@ -62,6 +66,24 @@ def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float
         (x, y), _ = engine.model.low_resolution(base, [None] * 4, refine, need_fgr)
         step, _ = timed(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
     return {"model (all)": total, "  downsample": down, "  network": total - down - step, "  full resolution": step}
+
+
+def network_profile(engine: OpenVinoEngine, chunk: torch.Tensor, ratio: float, need_fgr: bool, frames: int) -> dict:
+    """The network's time by kind of node, from OpenVINO's own per-node profile (PERF_COUNT) of the graph the
+    engine compiled for this shape: where the network's time goes inside the compiled graph."""
+    refine = ratio != 1
+    base = engine.model.semantics.downsample(chunk, ratio) if refine else chunk
+    path = engine.graph_path(*base.shape[2:], refine, need_fgr)
+    compiled = import_openvino().Core().compile_model(path, "CPU", {**COMPILE_CONFIG, "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    inputs = [np.ascontiguousarray(base[:1].numpy())] + [np.zeros(put.shape, np.float32) for put in compiled.inputs[1:]]
+    request.infer(inputs)
+    by_kind: Counter = Counter()
+    for _ in range(frames):
+        request.infer(inputs)
+        for node in request.profiling_info:
+            by_kind[node.node_type] += node.real_time.total_seconds() * 1000 / frames
+    return {f"    {kind}": ms for kind, ms in by_kind.most_common(PROFILE_ROWS)}
 
 
 def main() -> None:
@@ -95,6 +117,9 @@ def main() -> None:
         for name, engine in engines.items():
             for stage, ms in model_stages(engine, chunks, ratio, need_fgr).items():
                 rows[f"{stage} ({name})"] = f"{ms:.1f}"
+            if isinstance(engine, OpenVinoEngine):
+                for kind, ms in network_profile(engine, chunks[0], ratio, need_fgr, args.frames).items():
+                    rows[f"{kind} ({name} profile)"] = f"{ms:.1f}"
         output = engine.run(chunks[0], None, ratio, need_fgr)
         pha = output.pha[0, :, 0].numpy()
         images = {"alpha": [p[..., None] for p in pha]}

@@ -4,7 +4,8 @@ The commands are read from README.md (code blocks and inline code alike): each `
 experiments and flags, ``[--flag]`` given, so a benchmark that no longer runs, or no longer takes the options the
 README gives it, fails here. Only the flags that set how much work a run does are made small (sizes, frame
 counts, rounds, durations; the baseline checkout is this one), so each takes seconds instead of minutes. The
-README's figures come from the full commands; no test times anything.
+README's figures come from the full commands; no test times anything. The earlier checkout the comparisons run
+against is made as the README makes it (its ``git worktree add`` line), in a clone of this repository.
 """
 
 import os
@@ -36,9 +37,12 @@ ADDED = {"benchmarks/quality.py": ["--frames", "30", "--size", "160x90"],
          "benchmarks/cluster.py": ["--clips", "2", "--frames", "4", "--size", "160x90"]}
 
 
-def made_small(script: str, args: list[str], clip: Path) -> list[str]:
-    """The README's arguments with the baseline (this checkout), the clip and the work made small."""
-    in_place = {**IN_PLACE, "--baseline": str(REPO), "--clip": str(clip)}
+BASELINE = re.compile(r"^git worktree add (\S+) ([0-9a-f]{7,40})$", re.MULTILINE)
+
+
+def made_small(script: str, args: list[str], clip: Path, baseline: Path) -> list[str]:
+    """The README's arguments with the baseline checkout, the clip and the work made small."""
+    in_place = {**IN_PLACE, "--baseline": str(baseline), "--clip": str(clip)}
     out = [in_place.get(previous, arg) if not arg.startswith("--") else arg
            for previous, arg in zip(["", *args], args)]
     return out + ADDED[script]
@@ -50,7 +54,7 @@ def readme_benchmark_commands() -> list[tuple[str, list[str]]]:
     commands, seen = [], set()
     for script, rest in COMMAND.findall(README):
         args = shlex.split(re.sub(r"\[(--[^\]]+)\]", r"\1", rest.strip()))
-        small = (script, *made_small(script, args, Path("CLIP")))
+        small = (script, *made_small(script, args, Path("CLIP"), Path("BASE")))
         if small not in seen:
             seen.add(small)
             commands.append((script, args))
@@ -69,6 +73,22 @@ def scratch():
 COMMANDS = readme_benchmark_commands()
 
 
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> Path:
+    """The README's baseline checkout, made by its own command in a clone of this repository (the README's
+    path replaced by a temporary one)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the baseline commit is not here")
+    lines = set(BASELINE.findall(README))
+    assert len(lines) == 1, f"the README names one baseline checkout: {lines}"
+    ((path, commit),) = lines
+    assert set(re.findall(r"--baseline (\S+)", README)) == {path}, "the comparisons run against that checkout"
+    folder = tmp_path_factory.mktemp("baseline")
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(folder / "clone")], check=True)
+    subprocess.run(["git", "worktree", "add", "-q", str(folder / "base"), commit], cwd=folder / "clone", check=True)
+    return folder / "base"
+
+
 def test_the_readme_shows_every_benchmark():
     shown = {script for script, _ in COMMANDS}
     scripts = {f"benchmarks/{path.name}" for path in (REPO / "benchmarks").glob("*.py")}
@@ -76,8 +96,9 @@ def test_the_readme_shows_every_benchmark():
 
 
 @pytest.mark.parametrize("script, args", COMMANDS, ids=[shlex.join([script, *args]) for script, args in COMMANDS])
-def test_readme_benchmark_command_runs(script, args, samples_dir, scratch):
-    command = [sys.executable, script, *made_small(script, args, samples_dir / "robustness_videos/decord_rot0.mov")]
+def test_readme_benchmark_command_runs(script, args, samples_dir, scratch, baseline):
+    clip = samples_dir / "robustness_videos/decord_rot0.mov"
+    command = [sys.executable, script, *made_small(script, args, clip, baseline)]
     env = {**os.environ, **media.offline_env(), "VMATTE_HOME": str(scratch / "home"), "TMPDIR": str(scratch)}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{shlex.join(command)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -34,6 +34,8 @@ from .inference import MattingEngine
 from .models.matting_network import MattingNetwork, MattingOutput, full_resolution
 from .models.weights import cache_dir
 
+# fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
+COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 MISSING = "--backend openvino needs the openvino package (pip install openvino), which is not installed here"
 
 
@@ -158,8 +160,7 @@ class OpenVinoEngine(MattingEngine):
             except (OSError, RuntimeError) as exc:  # OpenVINO's save_model says only "iostream error"
                 raise VmatteError(f"cannot write the compiled model to {path.parent} ({exc}): free some space "
                                   "there, set VMATTE_HOME to another folder, or use --backend torch") from None
-        # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
-        compiled = import_openvino().Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        compiled = import_openvino().Core().compile_model(path, "CPU", COMPILE_CONFIG)
         self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
         return self._compiled[key]
 
