@@ -3,9 +3,9 @@
 The commands are read from README.md (code blocks and inline code alike): each ``python benchmarks/...`` with its
 experiments and flags, ``[--flag]`` given, so a benchmark that no longer runs, or no longer takes the options the
 README gives it, fails here. Only the flags that set how much work a run does are made small (sizes, frame
-counts, rounds, durations; the baseline checkout is this one), so each takes seconds instead of minutes. The
-README's figures come from the full commands; no test times anything. The earlier checkout the comparisons run
-against is made as the README makes it (its ``git worktree add`` line), in a clone of this repository.
+counts, rounds, durations), so each takes seconds instead of minutes. The earlier checkout the comparisons run
+against is made as the README makes it (its ``git worktree add`` line), in a clone of this repository. The
+README's figures come from the full commands; no test times anything.
 """
 
 import os
