@@ -188,6 +188,7 @@ def test_an_unexpected_error_in_one_clip_is_reported_and_the_batch_goes_on(foota
         run_batch(footage, tmp_path, {"alpha": "{stem}.mov"}, OPTIONS, jobs=0)
 
 
+@pytest.mark.usefixtures("weights_dir")
 def test_load_engine_uses_the_settings_model():
     engine = load_engine(JobSettings(Path("x"), {}, model="rvm-mobilenetv3-int8"), notice=print)
     assert engine.model_name == "rvm-mobilenetv3-int8"

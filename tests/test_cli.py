@@ -343,6 +343,7 @@ def test_shorthand_run_writes_prores_and_prints_one_line_notice(samples_dir, tmp
     assert media.visible_entries(tmp_path) == ["alpha.mov"]
 
 
+@pytest.mark.usefixtures("weights_dir")
 def test_run_on_an_xvid_avi_with_packed_b_frames(tmp_path):
     """Issue 11: an Xvid AVI with packed B-frames and MP3 audio stopped at 'corrupt frame at index 2'. Every
     frame comes out, at the times FFmpeg gives them (those of the same pictures before packing), audio kept."""

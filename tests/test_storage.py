@@ -26,7 +26,7 @@ FRAMES = 100  # two segments (64 + 36): the joined output is larger than either 
 
 
 @pytest.fixture(scope="module")
-def textured_clip(tmp_path_factory) -> Path:
+def textured_clip(tmp_path_factory, weights_dir) -> Path:  # every run here loads the shared weights
     """A 320x192 clip of moving noise: its ProRes foreground is large (~220 KB a frame) and predictable."""
     path = tmp_path_factory.mktemp("clip") / "texture.mp4"
     texture = np.random.default_rng(0).integers(0, 255, (192, 400, 3), dtype=np.uint8)
@@ -46,8 +46,10 @@ def run_vmatte(args, cwd, file_size_limit: int | None = None) -> subprocess.Comp
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
+    # A cache of its own: a compiled model already in the user's cache would leave nothing to write there.
+    env = {**media.env_for_cli(), "VMATTE_HOME": str(Path(cwd) / "vmatte-home")}
     return subprocess.run([sys.executable, "-m", "vmatte", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=media.env_for_cli(), preexec_fn=limit_file_size if file_size_limit else None)
+                          timeout=600, env=env, preexec_fn=limit_file_size if file_size_limit else None)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -94,6 +96,7 @@ def test_full_disk_while_caching_a_compiled_model_names_the_cache(tmp_path, text
     errors = error_lines(full)
     assert len(errors) == 1 and "cannot write the compiled model to" in errors[0], full.stderr
     assert "VMATTE_HOME" in errors[0] and "--backend torch" in errors[0]
+    assert str(tmp_path / "vmatte-home") in errors[0]
 
 
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, textured_clip):
