@@ -51,7 +51,7 @@ def timed(frames: int, work):
 
 def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float, need_fgr: bool) -> dict:
     frames = sum(len(c) for c in chunks)
-    refine = ratio != 1
+    downsampled = ratio != 1
     semantics = engine.model.semantics
 
     def run() -> None:
@@ -60,9 +60,9 @@ def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float
             state = engine.run(chunk, state, ratio, need_fgr).state
 
     total, _ = timed(frames, run)
-    down, _ = timed(frames, lambda: [semantics.downsample(c, ratio) for c in chunks]) if refine else (0.0, None)
+    down, _ = timed(frames, lambda: [semantics.downsample(c, ratio) for c in chunks]) if downsampled else (0.0, None)
     with torch.inference_mode():
-        base = semantics.downsample(chunks[0], ratio) if refine else chunks[0]
+        base, refine = engine.model.working_frames(chunks[0], ratio)
         (x, y), _ = engine.model.low_resolution(base, [None] * 4, refine, need_fgr)
         step, _ = timed(frames, lambda: [full_resolution(x, y, c, refine, need_fgr) for c in chunks])
     return {"model (all)": total, "  downsample": down, "  network": total - down - step, "  full resolution": step}
@@ -71,8 +71,7 @@ def model_stages(engine: MattingEngine, chunks: list[torch.Tensor], ratio: float
 def network_profile(engine: OpenVinoEngine, chunk: torch.Tensor, ratio: float, need_fgr: bool, frames: int) -> dict:
     """The network's time by kind of node, from OpenVINO's own per-node profile (PERF_COUNT) of the graph the
     engine compiled for this shape: where the network's time goes inside the compiled graph."""
-    refine = ratio != 1
-    base = engine.model.semantics.downsample(chunk, ratio) if refine else chunk
+    base, refine = engine.model.working_frames(chunk, ratio)
     path = engine.graph_path(*base.shape[2:], refine, need_fgr)
     compiled = import_openvino().Core().compile_model(path, "CPU", {**COMPILE_CONFIG, "PERF_COUNT": True})
     request = compiled.create_infer_request()

@@ -343,7 +343,7 @@ app.add_typer(models_app, name="models")
 @models_app.callback(invoke_without_command=True)
 def models_command(context: typer.Context) -> None:
     """Known models, and whether each is present locally (and where)."""
-    from .models.weights import MODELS, find_local
+    from .models.weights import DEFAULT_MODEL, MODELS, find_local, resolve
 
     if context.invoked_subcommand is not None:
         return
@@ -352,6 +352,11 @@ def models_command(context: typer.Context) -> None:
             path = find_local(model)
             where = str(path) if path else f"not here: 'vmatte models pull {model.name}'"
             typer.echo(f"{model.name:22} {model.description}\n{'':22} {where}")
+        try:
+            used, path = resolve(DEFAULT_MODEL, allow_download=False, notice=lambda _: None)
+            typer.echo(f"\nthe default ({DEFAULT_MODEL}) runs {used.name}: {path}")
+        except VmatteError:
+            typer.echo(f"\nthe default ({DEFAULT_MODEL}) is not here; a run downloads it first")
 
 
 @models_app.command("pull")

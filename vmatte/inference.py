@@ -112,7 +112,14 @@ class MattingEngine:
                 "refiner": getattr(self.model, "refiner_name", None), "backend": "torch"}
 
     def describe(self) -> str:
-        return ", ".join(str(v).removeprefix("torch.") for v in self.settings().values() if v is not None)
+        """One line for the user: which weights, refiner and numerics, where and how they run."""
+        s = self.settings()
+        parts = [f"{s['model']} ({self.weights_path.name})"]
+        if s["refiner"]:
+            parts.append(f"{s['refiner'].replace('_', ' ')}, {s['semantics']} semantics")
+        backend = s["backend"].split("-")[0]  # OpenVINO's build suffix says nothing to a user
+        parts.append(f"{s['device']} {s['precision'].removeprefix('torch.')}, {backend}")
+        return ", ".join(parts)
 
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,

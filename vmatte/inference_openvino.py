@@ -168,8 +168,7 @@ class OpenVinoEngine(MattingEngine):
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
         fine = frames.float()
-        refine = downsample_ratio != 1
-        base = self.model.semantics.downsample(fine, downsample_ratio) if refine else fine
+        base, refine = self.model.working_frames(fine, downsample_ratio)
         compiled, shapes = self.compiled(*base.shape[2:], refine, need_fgr)
         request = compiled.create_infer_request()
         if state is None:

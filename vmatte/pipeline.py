@@ -170,7 +170,9 @@ def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) ->
     engine = MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
                                 precision=settings.precision, semantics=settings.semantics,
                                 refiner=settings.refiner or level.refiner, backend=settings.backend, notice=notice)
-    return for_quality(engine, level.ensemble)
+    engine = for_quality(engine, level.ensemble)
+    notice(f"model: {engine.describe()}")
+    return engine
 
 
 def _resume_point(tracks: list[OutputTrack], current: dict, fresh: bool, notice) -> Checkpoint | None:

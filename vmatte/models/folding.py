@@ -11,6 +11,19 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=False)
 
 
+def identity_batchnorm(state: dict, prefix: str, offset, eps: float, scale=None) -> None:
+    """State-dict entries for a BatchNorm that an exporter folded into the convolution before it: it comes back
+    as a BatchNorm that only adds the folded offset (times ``scale`` where the export kept one apart), with
+    gamma 1, mean 0 and var 1 - eps, so that ``fold_batchnorm`` puts the exported convolution back as it was."""
+    offset = torch.as_tensor(offset)
+    n = offset.shape[0]
+    state[prefix + "weight"] = torch.as_tensor(scale) if scale is not None else torch.ones(n)
+    state[prefix + "bias"] = offset
+    state[prefix + "running_mean"] = torch.zeros(n)
+    state[prefix + "running_var"] = torch.full((n,), 1.0 - eps)
+    state[prefix + "num_batches_tracked"] = torch.tensor(0, dtype=torch.int64)
+
+
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Folds every Conv2d->BatchNorm2d pair, whether adjacent in a Sequential or named convN/bnN (ResNet)."""

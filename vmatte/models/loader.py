@@ -9,7 +9,8 @@ import torch
 from ..errors import VmatteError
 from .folding import fold_batchnorm
 from .matting_network import MattingNetwork
-from .semantics import BY_NAME, TORCH
+from .onnx_release import import_onnx
+from .semantics import BY_NAME, ONNX_EXPORT, TORCH
 from .tfjs import ABSENT_PREFIXES, import_tfjs
 
 
@@ -50,12 +51,13 @@ def _load(model: MattingNetwork, state: dict, path: Path, absent: tuple[str, ...
 
 
 def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -> MattingNetwork:
-    """An RVM network in eval mode with the weights of ``path``: an official ``.pth`` release file, or the
-    official TF.js export (its folder, its ``model.json`` or its ``.zip``).
+    """An RVM network in eval mode with the weights of ``path``: an official ``.pth`` release file, an official
+    ONNX release file (``.onnx``), or the official TF.js export (its folder, its ``model.json`` or its ``.zip``).
 
-    ``semantics``: "torch" (the official PyTorch code's numerics, the better mattes: see the README) or "tfjs"
-    (the TF.js graph's, for parity with that export; its own constants when the weights are the export).
-    ``refiner`` defaults to what the weights carry: deep guided filter for ``.pth``, fast for TF.js.
+    ``semantics``: "torch" (the official PyTorch code's numerics, the better mattes: see the README; with ONNX
+    weights, as that export runs them) or "tfjs" (the TF.js graph's, for parity with that export; its own
+    constants when the weights are the export). ``refiner`` defaults to what the weights carry: deep guided
+    filter for ``.pth`` and ``.onnx``, fast for TF.js.
     """
     path = Path(path)
     if not path.exists():
@@ -77,21 +79,27 @@ def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -
         state, own_semantics = import_tfjs(model_json)
         variant, refiner, absent = "mobilenetv3", "fast_guided_filter", ABSENT_PREFIXES
     else:
-        state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
-        own_semantics, absent = TORCH, ("project_seg.",)
-        if "backbone.features.0.0.weight" in state:
-            variant = "mobilenetv3"
-        elif "backbone.conv1.weight" in state:
-            variant = "resnet50"
+        if path.suffix == ".onnx":
+            state, variant = import_onnx(path)
+            own_semantics = ONNX_EXPORT
         else:
-            raise VmatteError(f"{path}: not an RVM state dict (no MobileNetV3 or ResNet-50 backbone keys)")
+            state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
+            own_semantics = TORCH
+            if "backbone.features.0.0.weight" in state:
+                variant = "mobilenetv3"
+            elif "backbone.conv1.weight" in state:
+                variant = "resnet50"
+            else:
+                raise VmatteError(f"{path}: not an RVM state dict (no MobileNetV3 or ResNet-50 backbone keys)")
+        absent = ("project_seg.",)
         trained_refiner = "deep_guided_filter" if "refiner.box_filter.weight" in state else "fast_guided_filter"
         refiner = refiner or trained_refiner
         if refiner == "deep_guided_filter" != trained_refiner:
             raise VmatteError(f"{path}: has no deep guided filter weights; use the fast guided filter")
-        if refiner != trained_refiner:
+        if refiner != trained_refiner:  # a refiner the export did not run: the PyTorch code's way
             state = {k: v for k, v in state.items() if not k.startswith("refiner.")}
             absent += ("refiner.",)
+            own_semantics = TORCH
     if semantics not in BY_NAME:
         raise VmatteError(f"semantics {semantics!r}: choose {' or '.join(BY_NAME)}")
     chosen = own_semantics if own_semantics.name == semantics else BY_NAME[semantics]

@@ -71,11 +71,15 @@ class MattingNetwork(nn.Module):
 
     def frames(self, fine: torch.Tensor, state: list, downsample_ratio: float, need_fgr: bool, batch: int = 1):
         """The network on time-flattened frames (B*T, 3, H, W) -> (fgr or None, pha, state)."""
-        refine = downsample_ratio != 1
-        base = self.semantics.downsample(fine, downsample_ratio) if refine else fine
+        base, refine = self.working_frames(fine, downsample_ratio)
         (x, y), state = self.low_resolution(base, state, refine, need_fgr, batch)
         fgr, pha = full_resolution(x, y, fine, refine, need_fgr)
         return fgr, pha, state
+
+    def working_frames(self, fine: torch.Tensor, downsample_ratio: float) -> tuple[torch.Tensor, bool]:
+        """The frames at the working size, and whether the refiner brings the result back to full size."""
+        base = self.semantics.downsample(fine, downsample_ratio) if downsample_ratio != 1 else fine
+        return base, self.semantics.refines(downsample_ratio)
 
     def low_resolution(self, base: torch.Tensor, state: list, refine: bool, need_fgr: bool, batch: int = 1):
         """Everything at the working size, on downsampled frames: ((x, y), state), where (x, y) are the guided

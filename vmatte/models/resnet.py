@@ -21,10 +21,11 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        # After the main branch, as torchvision runs it: the ONNX importer matches convolutions in running order.
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 

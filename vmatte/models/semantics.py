@@ -2,10 +2,11 @@
 
 The official TF.js export does three things differently from the official PyTorch code (measured in
 ``shared/golden/README.md``): quantised normalisation constants, the resize size rule, and an unpadded box
-filter in the fast guided filter. Each weight format is reproduced exactly under its own semantics.
+filter in the fast guided filter. The official ONNX export does one: it refines at ratio 1 too. Each weight
+format is reproduced exactly under its own semantics.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.nn import functional as F
@@ -20,6 +21,12 @@ class Semantics:
     inv_std: tuple[float, float, float] | None
     tf_resize: bool
     valid_box_filter: bool
+    # The ONNX export runs the refiner at every ratio, 1 included (its ratio is an input, not a branch);
+    # the PyTorch code skips it at ratio 1.
+    refine_at_ratio_one: bool = False
+
+    def refines(self, ratio: float) -> bool:
+        return ratio != 1 or self.refine_at_ratio_one
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
@@ -44,6 +51,10 @@ class Semantics:
 
 TORCH = Semantics("torch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), inv_std=None,
                   tf_resize=False, valid_box_filter=False)
+
+# The official ONNX release: the PyTorch code's numerics as exported, so it is "torch" to the user (weights in
+# this format run under it when torch semantics is asked for); only the refiner at ratio 1 differs.
+ONNX_EXPORT = replace(TORCH, refine_at_ratio_one=True)
 
 
 def tfjs_semantics(mean: tuple[float, float, float], inv_std: tuple[float, float, float]) -> Semantics:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import VmatteError
+from .folding import identity_batchnorm
 from .semantics import Semantics, tfjs_semantics
 
 SCOPE_PREFIX = "StatefulPartitionedCall/matting_network_wrapper/StatefulPartitionedCall/"
@@ -62,12 +63,8 @@ def _conv_kernel(hwio: np.ndarray, depthwise: bool) -> torch.Tensor:
 
 def _batchnorm(state: dict, prefix: str, offset: np.ndarray, scale: np.ndarray | None = None) -> None:
     eps = 1e-3 if prefix.startswith("backbone.") else 1e-5  # the eps each official BatchNorm uses
-    n = offset.shape[0]
-    state[prefix + "weight"] = torch.from_numpy(scale) if scale is not None else torch.ones(n)
-    state[prefix + "bias"] = torch.from_numpy(offset)
-    state[prefix + "running_mean"] = torch.zeros(n)
-    state[prefix + "running_var"] = torch.full((n,), 1.0 - eps)
-    state[prefix + "num_batches_tracked"] = torch.tensor(0, dtype=torch.int64)
+    identity_batchnorm(state, prefix, torch.from_numpy(offset), eps,
+                       torch.from_numpy(scale) if scale is not None else None)
 
 
 def _number(text: str | None) -> int:

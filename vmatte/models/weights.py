@@ -38,6 +38,9 @@ class KnownModel:
 MODELS: dict[str, KnownModel] = {m.name: m for m in (
     KnownModel("rvm-mobilenetv3", "rvm", "rvm_mobilenetv3.pth", RVM_RELEASE + "rvm_mobilenetv3.pth", None,
                "RVM MobileNetV3 (official PyTorch release, fp32, deep guided filter); the default"),
+    KnownModel("rvm-mobilenetv3-onnx", "rvm", "rvm_mobilenetv3_fp32.onnx", RVM_RELEASE + "rvm_mobilenetv3_fp32.onnx",
+               "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
+               "RVM MobileNetV3, official ONNX release (fp32, deep guided filter): the default's weights"),
     KnownModel("rvm-resnet50", "rvm", "rvm_resnet50.pth", RVM_RELEASE + "rvm_resnet50.pth", None,
                "RVM ResNet-50 (official PyTorch release): slower, finer edges"),
     KnownModel("rvm-mobilenetv3-int8", "rvm", "rvm_mobilenetv3_tfjs_int8",
@@ -57,7 +60,9 @@ MODELS: dict[str, KnownModel] = {m.name: m for m in (
                "MODNet, official webcam portrait checkpoint (frame by frame; OFD smoothing)"),
 )}
 DEFAULT_MODEL = "rvm-mobilenetv3"
-# When the default's file can be neither found nor fetched, the int8 export (same network) stands in.
+# The same float32 weights in another official file: used where it is at hand, before anything is downloaded.
+SAME_WEIGHTS = {"rvm-mobilenetv3": "rvm-mobilenetv3-onnx"}
+# When none of those can be found or fetched, the int8 export (same network, quantised weights) stands in.
 FALLBACKS = {"rvm-mobilenetv3": "rvm-mobilenetv3-int8"}
 
 
@@ -143,12 +148,15 @@ def missing_message(model: KnownModel) -> str:
 
 def resolve(name: str, *, allow_download: bool = True, quiet: bool = False,
             notice=print) -> tuple[KnownModel, Path]:
-    """Finds (or fetches) the named model's file; falls back as ``FALLBACKS`` says, telling ``notice`` so."""
+    """Finds (or fetches) the named model's file: its own file, then the same weights in another format
+    (``SAME_WEIGHTS``), then a download, then ``FALLBACKS``; a stand-in is told to ``notice``."""
     if name not in MODELS:
         raise VmatteError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     model = MODELS[name]
     if path := find_local(model):
         return model, path
+    if (same := SAME_WEIGHTS.get(name)) and (path := find_local(MODELS[same])):
+        return MODELS[same], path  # the run's model line names it
     error = None
     if allow_download and not offline():
         try:
