@@ -102,7 +102,7 @@ def test_batch_writes_good_clips_reports_the_corrupt_one_and_skips_other_files(f
     assert broken.status == FAILED and "corrupt frame at index 30" in broken.message
     assert by_name["notes.txt"].status == NOT_VIDEO and "not a video (.txt)" in by_name["notes.txt"].message
     assert report.failed is True
-    assert any("using rvm-mobilenetv3-int8" in n for n in notices)  # the model is loaded (and told of) once
+    assert any("model: rvm-mobilenetv3-onnx" in n for n in notices)  # the model is loaded (and told of) once
     assert len(notices) == 1
 
     console = Console(record=True, width=80)  # a plain terminal

@@ -332,14 +332,15 @@ def test_info_of_missing_file_is_a_clean_error(tmp_path):
 # --- a successful run through the real entry point ---------------------------------------------------------------
 
 def test_shorthand_run_writes_prores_and_prints_one_line_notice(samples_dir, tmp_path):
-    """``vmatte CLIP --out a.mov`` works as ``vmatte run``; the default model's fallback is one notice line."""
+    """``vmatte CLIP --out a.mov`` works as ``vmatte run``; the model in use is one line naming its weights."""
     out = tmp_path / "alpha.mov"
     result = vmatte_process(samples_dir / SMALL, "--out", out, "-r", "0.5", "-q")
     assert result.returncode == 0, result.stderr
     track = media.read_track(out)
     assert track.codec == "prores" and len(track.times) == 3 and (track.width, track.height) == (568, 320)
-    notice = [line for line in result.stderr.splitlines() if "not available" in line]
-    assert len(notice) == 1 and "instead" in notice[0], f"notice not on one line:\n{result.stderr}"
+    notice = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(notice) == 1 and notice[0].startswith("model: rvm-mobilenetv3-onnx (rvm_mobilenetv3_fp32.onnx)"), \
+        f"notice not on one line:\n{result.stderr}"
     assert media.visible_entries(tmp_path) == ["alpha.mov"]
 
 
@@ -514,6 +515,8 @@ def test_models_lists_every_known_model_and_where_it_is(weights_dir, monkeypatch
         assert name in result.stdout
     assert str(weights_dir / "rvm_mobilenetv3_tfjs_int8") in result.stdout
     assert "vmatte models pull rvm-resnet50" in result.stdout
+    assert f"the default (rvm-mobilenetv3) runs rvm-mobilenetv3-onnx: {weights_dir / 'rvm_mobilenetv3_fp32.onnx'}" \
+        in result.stdout
 
 
 def test_models_pull_offline_says_what_to_do(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_ray_batch_writes_what_a_local_batch_writes(ray_local, footage, tmp_path
     assert [(c.name, c.status, c.frames) for c in on_ray.clips] == [(c.name, c.status, c.frames) for c in local.clips]
     assert [c.status for c in on_ray.clips] == [FAILED, DONE, DONE, NOT_VIDEO]
     assert on_ray.clips[0].message == local.clips[0].message != ""  # failed for its own reasons, reported
-    assert sum("using rvm-mobilenetv3-int8" in n for n in notices) == 1
+    assert sum("model: rvm-mobilenetv3-onnx (rvm_mobilenetv3_fp32.onnx)" in n for n in notices) == 1
     assert_same_outputs(tmp_path / "ray", tmp_path / "local")
 
     # Run again: finished clips are skipped without starting any worker.

@@ -94,9 +94,17 @@ def test_lookup_order_and_offline_fallback(weights_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("VMATTE_OFFLINE", "1")
     monkeypatch.setenv("VMATTE_WEIGHTS", str(weights_dir))
     notices = []
+    model, path = resolve("rvm-mobilenetv3", notice=notices.append)  # the same weights, as the ONNX release
+    assert model.name == "rvm-mobilenetv3-onnx" and path == weights_dir / "rvm_mobilenetv3_fp32.onnx"
+    assert notices == []  # not a stand-in: the run's model line names it
+    only_int8 = tmp_path / "only-int8"
+    only_int8.mkdir()
+    (only_int8 / "rvm_mobilenetv3_tfjs_int8").symlink_to(weights_dir / "rvm_mobilenetv3_tfjs_int8")
+    monkeypatch.setenv("VMATTE_WEIGHTS", str(only_int8))
     model, path = resolve("rvm-mobilenetv3", notice=notices.append)
-    assert model.name == "rvm-mobilenetv3-int8" and path == weights_dir / "rvm_mobilenetv3_tfjs_int8"
+    assert model.name == "rvm-mobilenetv3-int8" and path == only_int8 / "rvm_mobilenetv3_tfjs_int8"
     assert len(notices) == 1 and "rvm_mobilenetv3.pth" in notices[0]
+    monkeypatch.setenv("VMATTE_WEIGHTS", str(weights_dir))
     # A file in the cache is found after the VMATTE_WEIGHTS folders.
     (tmp_path / "cache").mkdir()
     state = state_from_layout(weights_dir / "KEYS-rvm_mobilenetv3.pth.txt")

@@ -30,7 +30,7 @@ from vmatte.errors import VmatteError
 from vmatte.inference import MattingEngine
 from vmatte.io import open_source
 from vmatte.io.probe import scan
-from vmatte.pipeline import FrameRate, JobSettings, run_job
+from vmatte.pipeline import FrameRate, JobSettings, load_engine, run_job
 from vmatte.settings import TemporalOptions
 
 CORRUPT = "robustness_videos/decord_corrupted.mp4"
@@ -143,7 +143,17 @@ def test_every_sample_clip_is_covered(samples_dir):
     assert present == set(CLIPS) | {CORRUPT}
 
 
-def test_default_model_falls_back_to_int8_with_one_line_notice(weights_dir):
+def test_default_model_is_the_float32_onnx_release_named_in_one_line(weights_dir):
+    notices = []
+    engine = load_engine(JobSettings(Path("x"), {}), notice=notices.append)
+    assert engine.model_name == "rvm-mobilenetv3-onnx" and engine.model.refiner_name == "deep_guided_filter"
+    assert notices == [f"model: {engine.describe()}"]
+    assert "rvm_mobilenetv3_fp32.onnx" in notices[0] and "deep guided filter" in notices[0]
+
+
+def test_default_model_falls_back_to_int8_with_one_line_notice(weights_dir, tmp_path, monkeypatch):
+    (tmp_path / "rvm_mobilenetv3_tfjs_int8").symlink_to(weights_dir / "rvm_mobilenetv3_tfjs_int8")
+    monkeypatch.setenv("VMATTE_WEIGHTS", str(tmp_path))
     notices = []
     engine = MattingEngine.load("rvm-mobilenetv3", device=torch.device("cpu"), notice=notices.append)
     assert engine.model_name == "rvm-mobilenetv3-int8"

@@ -5,7 +5,8 @@ with bare numbers, so most tensors cannot be matched by name. They are matched b
 instead: the graph's convolutions, in the order the graph runs them, against vmatte's own convolutions, in
 the order vmatte's network runs them (recorded once on a tiny frame), each pair checked for shape, stride,
 padding, dilation and groups. A folded convolution comes back as vmatte's convolution plus an identity
-BatchNorm carrying the folded offset; a tensor that kept its state-dict name must land on that very name.
+BatchNorm carrying the folded offset; a tensor that kept its state-dict name must land on that very name (a
+wrapper module's prefix aside).
 Every learned tensor is used exactly once; anything that does not fit is one error naming what differs.
 """
 
@@ -56,12 +57,14 @@ def _graph_convolutions(graph, tensors: dict) -> list[dict]:
     times, to the same module)."""
     import onnx
 
+    # Newer exporters store equal tensors once and pass copies on through Identity nodes.
+    alias = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
     convolutions, seen = [], {}
     for node in graph.node:
         if node.op_type != "Conv":
             continue
-        weight = node.input[1]
-        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        weight = alias.get(node.input[1], node.input[1])
+        bias = alias.get(node.input[2], node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if weight not in tensors or (bias and bias not in tensors):
             raise VmatteError(f"convolution {node.output[0]} takes weights that are not stored tensors")
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -110,7 +113,8 @@ def _check_fits(conv: dict, name: str, module: nn.Conv2d, tensors: dict) -> None
              "groups": conv["groups"], "padding": conv["padding"]}
     differ = [f"{key} {found[key]} where {name} has {expected[key]}" for key in expected
               if tuple(np.atleast_1d(found[key])) != tuple(np.atleast_1d(expected[key]))]
-    if not conv["weight"].isdigit() and conv["weight"] != name + ".weight":
+    kept_name = conv["weight"].endswith(".weight")  # else an exporter's name ("824", "onnx::Conv_1009")
+    if kept_name and not conv["weight"].endswith("." + name + ".weight") and conv["weight"] != name + ".weight":
         differ.append(f"its weight is named {conv['weight']!r} where {name}.weight comes")
     if differ:
         raise VmatteError(f"convolution {conv['node']} does not fit: {'; '.join(differ)}")
@@ -157,7 +161,7 @@ def _check_normalisation(graph, path: Path) -> None:
     from onnx import numpy_helper
 
     constants = [numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"]
-    found = [tuple(c.ravel().astype(np.float32)) for c in constants if c.shape == (3, 1, 1)]
+    found = [tuple(c.ravel().astype(np.float32)) for c in constants if c.squeeze().shape == (3,)]
     expected = [tuple(np.float32(v) for v in values) for values in (ONNX_EXPORT.mean, ONNX_EXPORT.std)]
     if found[:2] != expected:
         raise VmatteError(f"{path}: normalises its input with {found[:2]}, not RVM's mean and std {expected}")
