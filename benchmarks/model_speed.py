@@ -3,10 +3,12 @@ side with an earlier checkout of vmatte, in one run:
 
     VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/model_speed.py \\
         [--baseline /tmp/base] [--backends torch,openvino] [--heights 1080,720,540] [--rounds 5] [--frames 8] [--fgr]
-        [--chunk 4]
+        [--chunk 4] [--models rvm-mobilenetv3,rvm-mobilenetv3-int8]
 
 Cases: 1920x1080 at ratio 0.25, 1280x720 and 960x540 at the automatic ratio (long side 640 px). Each variant
-(every backend of this checkout, plus PyTorch from ``--baseline``, e.g. ``git worktree add /tmp/base 8d20426``)
+(every backend of this checkout with every model of ``--models``, e.g. the float32 default with its deep guided
+filter beside the uint8 export with the fast one, plus PyTorch from ``--baseline``, e.g. ``git worktree add
+/tmp/base 8d20426``)
 runs in its own process; the variants take turns, ``--frames`` frames each per round (A, B, C, A, B, C, ...), so
 a busy shared machine slows them alike, and the table gives each one's median over the rounds and its speed
 relative to the baseline (or to torch). Frames are the bedroom sample, resized; ``--chunk`` frames per call (4, as
@@ -29,7 +31,7 @@ SAMPLE = REPO.parent / "shared/samples/portrait_videos/sam2_bedroom_child_960x54
 CASES = [((1920, 1080), 0.25), ((1280, 720), None), ((960, 540), None)]
 
 
-def worker(backend: str | None, fgr: bool, chunk: int) -> None:
+def worker(backend: str | None, fgr: bool, chunk: int, model: str) -> None:
     """Runs in a variant's process: loads the model, then answers 'case W H RATIO', 'time N' and 'flops' (the
     case's work per frame) lines on stdin with JSON on stdout. ``backend`` None: code from before backends existed
     (no backend argument)."""
@@ -38,6 +40,11 @@ def worker(backend: str | None, fgr: bool, chunk: int) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from vmatte.inference import MattingEngine
+
+    try:
+        from vmatte.backends import load_on_backend
+    except ImportError:  # code from before backends.py (the baseline): the engine chose its backend
+        load_on_backend = MattingEngine.load
     from vmatte.io import open_source
 
     try:
@@ -54,7 +61,7 @@ def worker(backend: str | None, fgr: bool, chunk: int) -> None:
     with open_source(SAMPLE) as source:
         pictures = [frame.rgb for _, frame in zip(range(chunk), source.frames())]
     extra = {} if backend is None else {"backend": backend}
-    engine = MattingEngine.load(device=torch.device("cpu"), precision="fp32", notice=lambda m: None, **extra)
+    engine = load_on_backend(model, device=torch.device("cpu"), precision="fp32", notice=lambda m: None, **extra)
     frames = ratio = state = None
     for line in sys.stdin:
         command, *args = line.split()
@@ -93,10 +100,10 @@ def matrix_product_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 
 class Variant:
-    def __init__(self, name: str, root: Path, backend: str | None, fgr: bool, chunk: int):
+    def __init__(self, name: str, root: Path, backend: str | None, fgr: bool, chunk: int, model: str):
         self.name = name
         env = {**os.environ, "PYTHONPATH": str(root)}
-        command = [sys.executable, __file__, "--worker", backend or "none", "--chunk", str(chunk)]
+        command = [sys.executable, __file__, "--worker", backend or "none", "--chunk", str(chunk), "--models", model]
         command += ["--fgr"] if fgr else []
         self.process = subprocess.Popen(command, env=env, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True)
@@ -119,15 +126,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8, help="Frames per variant per round (whole chunks).")
     parser.add_argument("--fgr", action="store_true", help="Alpha and foreground (default: alpha only).")
     parser.add_argument("--chunk", type=int, default=4, help="Frames per call (the pipeline's chunk is 4).")
+    parser.add_argument("--models", default="rvm-mobilenetv3", help="Models to time on each backend (names as "
+                        "'vmatte models' lists them); the baseline runs its own default.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(None if args.worker == "none" else args.worker, args.fgr, args.chunk)
+        worker(None if args.worker == "none" else args.worker, args.fgr, args.chunk, args.models)
         return
 
-    variants = ([Variant(f"baseline ({args.baseline.name})", args.baseline, None, args.fgr, args.chunk)]
-                if args.baseline else [])
-    variants += [Variant(backend, REPO, backend, args.fgr, args.chunk) for backend in args.backends.split(",")]
+    variants = ([Variant(f"baseline ({args.baseline.name})", args.baseline, None, args.fgr, args.chunk,
+                         "rvm-mobilenetv3")] if args.baseline else [])
+    models = args.models.split(",")
+    variants += [Variant(backend + (f" {model}" if len(models) > 1 else ""), REPO, backend, args.fgr, args.chunk, model)
+                 for model in models for backend in args.backends.split(",")]
     print(f"# {' '.join(sys.argv)}; {'alpha + foreground' if args.fgr else 'alpha only'}, chunk {args.chunk}, "
           f"{args.rounds} rounds x {args.frames} frames per variant, interleaved")
     print(f"| input | ratio | {' | '.join(v.name + ' ms/frame' for v in variants)} | "

@@ -24,6 +24,8 @@ Experiments (each prints one table):
              the ratio in use runs once, as in vmatte
   reverse    standard and the mean of it and a pass over the reversed clip (held in memory here; the pipeline
              has no reverse pass)
+  weights    --quality standard and best with the float32 default (ONNX release, deep guided filter) and with
+             the uint8 TF.js export (fast guided filter), side by side
 Foreground error (x1e3): MSE of the straight foreground against the composite's exact one, over the soft edge
 (0 < true alpha < 1) where halos live: "Fgr edge" for the model's own foreground (merged over passes), "BF edge"
 for the blur-fusion estimate (benchmarks/blur_fusion.py) from the same matte and the picture.
@@ -73,7 +75,8 @@ CHUNK = 4
 PREROLLS = (0, 4, 8, 16)
 SEMANTICS_RATIOS = (1.0, 0.8, 0.5)
 LONG_SIDES = (256, 384, 512, 640, 768)
-EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth", "quality", "reverse")
+EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth", "quality", "reverse", "weights")
+WEIGHTS = ("rvm-mobilenetv3", "rvm-mobilenetv3-int8")  # the float32 default and the uint8 export, side by side
 COLUMNS = (("MAD", "mad"), ("MSE", "mse"), ("Grad", "grad"), ("dtSSD", "dtssd"),
            (f"MAD 1-{SETTLE_FRAMES}", "mad_first"), (f"MAD cut+{SETTLE_FRAMES}", "mad_after_cut"),
            ("Fgr edge", "fgr_edge"), ("BF edge", "bf_edge"), ("CPU ms/f", "cpu_ms"),
@@ -211,6 +214,7 @@ def cut_test_fires(frames: list[np.ndarray]) -> list[int]:
 class Setting:
     semantics: str
     ratio: float
+    model: str = "rvm-mobilenetv3"
     preroll: int = DEFAULT_PREROLL
     cuts: bool = True  # reset the state (and pre-roll again) at detected hard cuts
     recurrent: bool = True  # False: state reset every frame
@@ -229,9 +233,9 @@ class Experiment:
 
 def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[tuple[int, int]],
                      semantics: str, long_sides: list[int], prerolls: list[int],
-                     ratio: float | None = None) -> list[Experiment]:
+                     ratio: float | None = None, model: str = "rvm-mobilenetv3") -> list[Experiment]:
     width, height = size
-    default = Setting(semantics, ratio or auto_downsample_ratio(height, width))  # what vmatte does at this size
+    default = Setting(semantics, ratio or auto_downsample_ratio(height, width), model)  # vmatte at this size
     published = replace(default, preroll=0, cuts=False)  # RVM as its authors run it
     plans = []
     if "semantics" in names:
@@ -284,6 +288,12 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
         rows = [("--quality standard", default), ("forward + reverse, mean", replace(default, reverse=True))]
         plans.append(Experiment("reverse", f"a pass over the reversed clip ({semantics}, r={default.ratio:.3g})",
                                 size, rows))
+    if "weights" in names:
+        best = QUALITIES["best"].ensemble
+        plans.append(Experiment("weights", f"weight files ({semantics}, r={default.ratio:.3g}, defaults otherwise)",
+                                size, [(f"{weights} {label}", replace(default, model=weights, ensemble=ensemble))
+                                       for weights in WEIGHTS
+                                       for label, ensemble in (("standard", Ensemble()), ("best", best))]))
     if "ratio" in names:
         for sweep_width, sweep_height in sweep_sizes:
             long_side = max(sweep_width, sweep_height)
@@ -403,7 +413,7 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
                   f"{clip.shot_starts}, cut test fires at {cut_test_fires(clip.frames)}", flush=True)
             runs: dict[Setting, PassRun] = {}
             for setting in settings:
-                engine = load_engine(args.model, setting.semantics)
+                engine = load_engine(setting.model, setting.semantics)
                 predictions, model_foregrounds, cpu_seconds = matte_clip(engine, clip.frames, setting, runs)
                 started = time.process_time()
                 estimated = [estimate_foreground(frame.astype(np.float32) / 255, matte)
@@ -473,7 +483,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backgrounds-per-portrait", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--semantics", default="torch", choices=("torch", "tfjs"),
                         help="semantics of all experiments but 'semantics'")
-    parser.add_argument("--model", default="rvm-mobilenetv3-int8")
+    parser.add_argument("--model", default="rvm-mobilenetv3", help="model of all experiments but 'weights'")
     parser.add_argument("--samples", type=Path, default=SHARED / "samples")
     parser.add_argument("--csv", type=Path, help="also write the tables here")
     parser.add_argument("--clips", type=lambda text: [int(part) for part in text.split(",")],
@@ -492,7 +502,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     experiments = plan_experiments(args.experiments, args.size, args.sweep_sizes or [args.size], args.semantics,
-                                   args.long_sides, args.prerolls, args.ratio)
+                                   args.long_sides, args.prerolls, args.ratio, args.model)
     print(f"# {reproduce_command()}")
     print(f"# model {args.model}, chunk {CHUNK}. MAD and MSE x1e3, Grad /1e3, dtSSD x1e2: means over all frames;\n"
           f"# MAD 1-{SETTLE_FRAMES}: each clip's first {SETTLE_FRAMES} frames; MAD cut+{SETTLE_FRAMES}: the "

@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import make_clip  # noqa: E402
 
+from vmatte.backends import load_on_backend  # noqa: E402
 from vmatte.heap import reuse_large_blocks  # noqa: E402
 from vmatte.inference import MattingEngine  # noqa: E402
 from vmatte.inference_openvino import COMPILE_CONFIG, OpenVinoEngine, import_openvino  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
         reuse_large_blocks()  # as every vmatte run does
     work = args.work or Path(tempfile.mkdtemp(prefix="vmatte-stages-"))
     work.mkdir(parents=True, exist_ok=True)
-    engines = {name: MattingEngine.load(device=torch.device("cpu"), precision="fp32", backend=name,
+    engines = {name: load_on_backend(device=torch.device("cpu"), precision="fp32", backend=name,
                                         notice=lambda m: None) for name in args.backends.split(",")}
     print(f"# {' '.join(sys.argv)}; ms per frame, each stage alone on {torch.get_num_threads()} threads")
     for (width, height), ratio, outputs in CASES:

@@ -13,9 +13,9 @@ import torch
 from backends import BACKENDS
 from typer.testing import CliRunner
 
+from vmatte.backends import choose_backend, load_on_backend
 from vmatte.cli import app
 from vmatte.errors import VmatteError
-from vmatte.inference import MattingEngine, choose_backend
 from vmatte.presets import load_preset
 
 SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
@@ -61,7 +61,7 @@ def test_unknown_backend_is_refused():
 @needs_openvino
 def test_openvino_refuses_half_precision(tfjs_weights):
     with pytest.raises(VmatteError, match="fp32"):
-        MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, precision="bf16", backend="openvino")
+        load_on_backend("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, precision="bf16", backend="openvino")
 
 
 def test_missing_package_is_one_clear_line(samples_dir, tfjs_weights, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch
     frames = torch.rand(2, 3, 72, 128)
 
     def run(semantics="torch", ratio=0.5):
-        engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, semantics=semantics,
+        engine = load_on_backend("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, semantics=semantics,
                                     backend="openvino")
         return engine.run(frames, None, ratio, need_fgr=False).pha
 
@@ -105,8 +105,8 @@ def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch
 
 @needs_openvino
 def test_backend_is_in_the_fingerprint(tfjs_weights):
-    torch_engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="torch")
-    openvino_engine = MattingEngine.load("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="openvino")
+    torch_engine = load_on_backend("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="torch")
+    openvino_engine = load_on_backend("rvm-mobilenetv3-int8", tfjs_weights, device=CPU, backend="openvino")
     assert torch_engine.settings()["backend"] == "torch"
     assert openvino_engine.settings()["backend"].startswith("openvino 20")
 

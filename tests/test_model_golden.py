@@ -7,7 +7,7 @@ import pytest
 import torch
 from backends import BACKENDS
 
-from vmatte.inference import MattingEngine
+from vmatte.backends import load_on_backend
 from vmatte.models.loader import load_rvm, prepare_for_inference
 
 CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
@@ -19,7 +19,7 @@ def tfjs_weights(weights_dir):
 
 
 def load_engine(weights, semantics: str, backend: str, cache):
-    engine = MattingEngine.load("rvm-mobilenetv3-int8", weights, device=torch.device("cpu"), precision="fp32",
+    engine = load_on_backend("rvm-mobilenetv3-int8", weights, device=torch.device("cpu"), precision="fp32",
                                 semantics=semantics, backend=backend)
     if backend != "torch":
         engine.cache = cache

@@ -14,7 +14,7 @@ import pytest
 import torch
 from backends import BACKENDS
 
-from vmatte.inference import MattingEngine
+from vmatte.backends import load_on_backend
 from vmatte.settings import auto_downsample_ratio
 
 ort = pytest.importorskip("onnxruntime")
@@ -88,7 +88,7 @@ def assert_parity(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_engine_matches_onnx_runtime(reference, onnx_weights, compiled_cache, backend, case, chunk):
     frames, ratio, (pha, fgr, state) = reference(case)
-    engine = MattingEngine.load("rvm-mobilenetv3-onnx", onnx_weights, device=torch.device("cpu"), backend=backend)
+    engine = load_on_backend("rvm-mobilenetv3-onnx", onnx_weights, device=torch.device("cpu"), backend=backend)
     engine.cache = compiled_cache
     src = torch.from_numpy(frames.astype(np.float32) / 255).permute(0, 3, 1, 2)
     ours, phas, fgrs = None, [], []
@@ -108,7 +108,7 @@ def test_the_graph_refines_at_ratio_one(reference, onnx_weights):
     """The export runs the deep guided filter at ratio 1 too; skipping it (the PyTorch code's way) is measurably
     different, so the parity at ratio 1 above pins the refiner."""
     frames, ratio, (pha, _, _) = reference("bedroom_256x144_r1")
-    engine = MattingEngine.load("rvm-mobilenetv3-onnx", onnx_weights, device=torch.device("cpu"), backend="torch")
+    engine = load_on_backend("rvm-mobilenetv3-onnx", onnx_weights, device=torch.device("cpu"), backend="torch")
     engine.model.semantics = engine.model.semantics.__class__(**{**vars(engine.model.semantics),
                                                                  "refine_at_ratio_one": False})
     src = torch.from_numpy(frames[:2].astype(np.float32) / 255).permute(0, 3, 1, 2)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from backends import BACKENDS
 
-from vmatte.inference import MattingEngine
+from vmatte.backends import load_on_backend
 from vmatte.io import open_source
 from vmatte.settings import DEFAULT_CUT_THRESHOLD, TemporalOptions
 from vmatte.temporal import Boundary, MattedFrame, MattingStream, cut_score, matte_frames, thumbnail
@@ -18,7 +18,7 @@ SIZE = (160, 107)  # small frames keep these tests fast
 @pytest.fixture(scope="module", params=BACKENDS)
 def engine(request, weights_dir, compiled_cache):
     """The model on each backend: pre-roll, cuts and save/restore go through the engine's state API alike."""
-    engine = MattingEngine.load("rvm-mobilenetv3-int8", weights_dir / "rvm_mobilenetv3_tfjs_int8",
+    engine = load_on_backend("rvm-mobilenetv3-int8", weights_dir / "rvm_mobilenetv3_tfjs_int8",
                                 semantics="torch", backend=request.param, notice=lambda m: None)
     if request.param != "torch":
         engine.cache = compiled_cache

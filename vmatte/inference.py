@@ -11,7 +11,7 @@ from .models.loader import load_rvm, prepare_for_inference
 from .models.matting_network import MattingOutput
 from .models.modnet import load_modnet, predict_matte
 from .models.weights import MODELS, resolve, sha256_of
-from .settings import BACKENDS, PRECISION_NAMES
+from .settings import PRECISION_NAMES
 
 PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
 
@@ -43,19 +43,6 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def choose_backend(name: str, device: torch.device, dtype: torch.dtype, family: str) -> str:
-    """``auto``: OpenVINO for RVM in fp32 on the CPU where the package is installed (level with PyTorch to 1.45x;
-    README, "CPU inference backends"), else PyTorch (GPUs, half precision, MODNet)."""
-    if name not in BACKENDS:
-        raise VmatteError(f"--backend {name}: choose {', '.join(BACKENDS)}")
-    if name != "auto":
-        return name
-    from . import inference_openvino
-
-    fits = device.type == "cpu" and dtype == torch.float32 and family == "rvm"
-    return "openvino" if fits and inference_openvino.available() else "torch"
-
-
 @dataclass
 class MattingEngine:
     """A loaded model on its device; ``run`` takes a chunk of frames and the recurrent state.
@@ -74,8 +61,8 @@ class MattingEngine:
     @classmethod
     def load(cls, model_name: str = "rvm-mobilenetv3", weights: str | Path | None = None, *,
              device: torch.device | None = None, precision: str = "auto", semantics: str = "torch",
-             refiner: str | None = None, backend: str = "auto", notice=print,
-             quiet: bool = False) -> "MattingEngine":
+             refiner: str | None = None, notice=print, quiet: bool = False) -> "MattingEngine":
+        """The model on its device and precision, run by PyTorch (``load_on_backend`` picks others)."""
         device = device or choose_device()
         dtype = choose_dtype(precision, device)
         if model_name not in MODELS:
@@ -88,12 +75,7 @@ class MattingEngine:
         family = MODELS[model_name].family
         network = load_modnet(path) if family == "modnet" else load_rvm(path, semantics=semantics, refiner=refiner)
         network = prepare_for_inference(network, device, dtype)
-        engine = MattingEngine(network, model_name, family, path, device, dtype)
-        if choose_backend(backend, device, dtype, family) == "openvino":
-            from .inference_openvino import OpenVinoEngine
-
-            return OpenVinoEngine.from_engine(engine)
-        return engine
+        return MattingEngine(network, model_name, family, path, device, dtype)
 
     @cached_property
     def weights_sha256(self) -> list[str]:

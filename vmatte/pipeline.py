@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .backends import load_on_backend
 from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
 from .heap import reuse_large_blocks
@@ -167,7 +168,7 @@ def load_engine(settings: JobSettings, notice: Callable[[str], None] = print) ->
     """The model a job asks for, on its device, precision and backend, run as its quality level says (a batch
     loads it once for all its clips)."""
     level = quality_level(settings.quality)
-    engine = MattingEngine.load(settings.model, settings.weights, device=choose_device(settings.device),
+    engine = load_on_backend(settings.model, settings.weights, device=choose_device(settings.device),
                                 precision=settings.precision, semantics=settings.semantics,
                                 refiner=settings.refiner or level.refiner, backend=settings.backend, notice=notice)
     engine = for_quality(engine, level.ensemble)
