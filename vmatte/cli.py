@@ -15,13 +15,16 @@ from .errors import VmatteError
 
 console = Console(stderr=True, highlight=False)
 RUN_EXAMPLES = """
-Examples:
+Examples (vmatte CLIP ... is short for vmatte run CLIP ...):
 
-  vmatte clip.mp4 --out alpha.mov                      # alpha matte, ProRes 4444
-  vmatte clip.mp4 --fgr fgr.mov --out alpha/           # straight foreground with alpha + 16-bit PNG matte
-  vmatte clip.mp4 --comp preview.mp4 --bg "#00ff00"    # H.264 preview over green
-  vmatte frames/%06d.png --out matte/%06d.png --png-depth 8
-  vmatte plates/ --fps 23.976 --out matte.mov          # image sequences run at 25 fps unless told
+  vmatte clip.mp4                           # clip.alpha.mov beside it
+  vmatte clip.mp4 --fgr fgr.mov             # cut-out, straight alpha
+  vmatte clip.mp4 --comp prev.mp4 --bg red  # H.264 preview
+  vmatte clip.mp4 --out m/ --quality best   # PNG matte, finer
+  vmatte footage/ --preset editor-plate --out-dir out/
+
+Options that matter first: --out, --fgr, --comp, --quality.
+More: docs/outputs.md and the other pages in docs/.
 """
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -68,81 +71,98 @@ def _given(**options) -> dict:
     return {name: value for name, value in options.items() if value is not None}
 
 
+IO, QUALITY, TIME, SPEED, BATCH = "Inputs and outputs", "Quality", "Time and range", "Performance", "Batch"
+
+
 @app.command("run", epilog=RUN_EXAMPLES)
 def run_command(
-    input: Path = typer.Argument(..., help="Video file, folder of images, printf pattern (frames/%06d.png), "
-                                           "or a folder of videos (batch)."),
-    out: str = typer.Option(None, "--out", "-o", help="Alpha matte: .mov (ProRes 4444), folder/, %06d.png or "
-                                                      "%06d.exr."),
-    fgr: str = typer.Option(None, "--fgr", help="Foreground with alpha: .mov, PNG or EXR sequence."),
-    comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview), PNGs or "
-                                                  "EXRs."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets')."),
-    out_dir: Path = typer.Option(None, "--out-dir", help="Folder for outputs named by the preset's templates "
-                                                         "(batch: mirrors the input folder)."),
-    out_template: list[str] = typer.Option(None, "--out-template", help="KIND=TEMPLATE, e.g. "
-                                                                         "alpha={stem}.alpha.mov (repeatable)."),
-    recursive: bool = typer.Option(False, "--recursive", help="Batch: include subfolders."),
-    glob: str = typer.Option(None, "--glob", help="Batch: take files matching this pattern (e.g. '*.MOV')."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch: clips processed at once (with --ray: per "
-                                                            "node, or per GPU)."),
-    ray: str = typer.Option(None, "--ray", help="Batch: run on Ray: local (start it here), auto (the cluster "
-                                                "'ray start' or RAY_ADDRESS names), host:port or ray://host:port."),
-    split: str = typer.Option(None, "--split", help="With --ray: 'shots' runs each shot of a clip (cut at hard cuts) "
-                                                    "as its own unit; same output."),
-    bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
-    model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
-    weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
-    quality: str = typer.Option(None, "--quality", help="fast, standard (default) or best: best runs the model "
-                                                        "on each frame, its mirror image and a 1.25x larger "
-                                                        "internal size, median of the mattes (about 3.5x the "
-                                                        "time)."),
-    downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
-                                         help="Internal scale in (0, 1], a long side like 768px, or auto "
-                                              "(long side about 640 px)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
-    backend: str = typer.Option(None, "--backend", help="Inference backend: auto (OpenVINO on the CPU where "
-                                                        "installed, else PyTorch), torch or openvino."),
-    semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs "
-                                                            "(the TF.js export's, for parity)."),
-    refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
-    chunk: int = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4)."),
-    png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
-    premultiplied: bool = typer.Option(None, "--premultiplied/--straight",
-                                       help="Premultiply the foreground by alpha (default straight)."),
-    fps: str = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 "
-                                                "... (default 25; video files keep their own)."),
-    start: str = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
-                                                    "(12.5s) or source timecode (01:00:11:05)."),
-    end: str = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms."),
-    exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear",
-                                             help="OpenEXR colour as the source encodes it (default: linearised "
-                                                  "from its transfer function)."),
-    number_from: str = typer.Option(None, "--number-from", help="Number image-sequence outputs by source frame "
-                                                                "(source, default) or by timecode frame count."),
-    skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
-                                      help="Repeat the last good frame in place of a corrupt one."),
-    preroll: int = typer.Option(None, "--preroll", min=0, max=64,
-                                help="Frames run before each shot to settle the recurrent state (0: off; "
-                                     "default 16 for video files, 0 for image sequences)."),
-    cuts: bool = typer.Option(None, "--cuts/--no-cuts", help="Reset the state at detected hard cuts (default: "
-                                                               "on for video files, off for image sequences)."),
-    cut_threshold: float = typer.Option(None, "--cut-threshold", min=0.0,
-                                        help="Frame-difference score (0-255) above which a cut is detected."),
-    smooth: str = typer.Option(None, "--smooth", help="Temporal smoothing of the matte: none or ofd "
-                                                     "(one-frame delay; default for MODNet)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
-    fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of an interrupted run."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be written, write nothing."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    input: Path = typer.Argument(..., metavar="INPUT", help="Video, image folder, frames/%06d.png, or a folder of "
+                                                           "videos (a batch)."),
+    out: str = typer.Option(None, "--out", "-o", metavar="PATH", rich_help_panel=IO,
+                            help="Matte: .mov, folder/, %06d.png or %06d.exr \\[default: CLIP.alpha.mov]."),
+    fgr: str = typer.Option(None, "--fgr", metavar="PATH", rich_help_panel=IO,
+                            help="Foreground with alpha: .mov, .webm, PNGs or EXRs."),
+    comp: str = typer.Option(None, "--comp", metavar="PATH", rich_help_panel=IO,
+                             help="Composite over --bg: .mov, .mp4 (preview), PNGs or EXRs."),
+    bg: str = typer.Option(None, "--bg", metavar="BG", rich_help_panel=IO,
+                           help="Composite background: colour, image or video."),
+    png_depth: int = typer.Option(None, "--png-depth", metavar="8|16", rich_help_panel=IO,
+                                  help="PNG bit depth \\[default: 16]."),
+    premultiplied: bool = typer.Option(None, "--premultiplied/--straight", rich_help_panel=IO,
+                                       help="Foreground alpha \\[default: straight]."),
+    exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear", rich_help_panel=IO,
+                                             help="EXR values as the source encodes them \\[default: linear]."),
+    number_from: str = typer.Option(None, "--number-from", metavar="FROM", rich_help_panel=IO,
+                                    help="Number PNG/EXR frames by source frame or timecode."),
+    fps: str = typer.Option(None, "--fps", metavar="RATE", rich_help_panel=IO,
+                            help="Rate of an image sequence (24000/1001...) \\[default: 25]."),
+    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=IO, help="Replace existing outputs."),
+    dry_run: bool = typer.Option(False, "--dry-run", rich_help_panel=IO, help="Print the outputs, write nothing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel=IO, help="No progress bar."),
+    quality: str = typer.Option(None, "--quality", metavar="LEVEL", rich_help_panel=QUALITY,
+                                help="fast, standard or best (3 passes, ~3.5x time) \\[default: standard]."),
+    downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r", metavar="R", rich_help_panel=QUALITY,
+                                         help="Internal scale (0, 1], 768px, or auto (640 px long side)."),
+    model: str = typer.Option(None, "--model", "-m", metavar="NAME", rich_help_panel=QUALITY,
+                              help="Model (see 'vmatte models')."),
+    weights: Path = typer.Option(None, "--weights", metavar="FILE", rich_help_panel=QUALITY,
+                                 help="Weight file instead of the model's."),
+    refiner: str = typer.Option(None, "--refiner", metavar="NAME", rich_help_panel=QUALITY,
+                                help="deep_guided_filter or fast_guided_filter."),
+    semantics: str = typer.Option(None, "--semantics", metavar="NAME", rich_help_panel=QUALITY,
+                                  help="Numerics: torch (default) or tfjs."),
+    preroll: int = typer.Option(None, "--preroll", metavar="N", min=0, max=64, rich_help_panel=QUALITY,
+                                help="Frames to settle the state per shot (0-64) \\[default: 16 video, 0 images]."),
+    cuts: bool = typer.Option(None, "--cuts/--no-cuts", rich_help_panel=QUALITY,
+                              help="Reset at hard cuts \\[default: on for video]."),
+    cut_threshold: float = typer.Option(None, "--cut-threshold", metavar="T", min=0.0, rich_help_panel=QUALITY,
+                                        help="Frame difference (0-255) that is a cut."),
+    smooth: str = typer.Option(None, "--smooth", metavar="HOW", rich_help_panel=QUALITY,
+                               help="none or ofd \\[default: ofd for MODNet]."),
+    start: str = typer.Option(None, "--start", metavar="AT", rich_help_panel=TIME,
+                              help="First frame: number, 12.5s or timecode 01:00:11:05."),
+    end: str = typer.Option(None, "--end", metavar="AT", rich_help_panel=TIME,
+                            help="Frame after the last (exclusive), same forms."),
+    skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt", rich_help_panel=TIME,
+                                      help="Repeat the last good frame for a corrupt one."),
+    fresh: bool = typer.Option(False, "--fresh", rich_help_panel=TIME, help="Start over, not resume."),
+    device: str = typer.Option(None, "--device", metavar="NAME", rich_help_panel=SPEED,
+                               help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option(None, "--precision", metavar="NAME", rich_help_panel=SPEED,
+                                  help="auto, fp32, fp16 or bf16."),
+    backend: str = typer.Option(None, "--backend", metavar="NAME", rich_help_panel=SPEED,
+                                help="auto, torch or openvino (auto: OpenVINO on CPUs)."),
+    chunk: int = typer.Option(None, "--chunk", metavar="N", min=1, max=64, rich_help_panel=SPEED,
+                              help="Frames per model call (1-64) \\[default: 4]."),
+    preset: str = typer.Option(None, "--preset", "-p", metavar="NAME", rich_help_panel=BATCH,
+                               help="Preset name or .toml (see 'vmatte presets')."),
+    out_dir: Path = typer.Option(None, "--out-dir", metavar="DIR", rich_help_panel=BATCH,
+                                 help="Folder for outputs named by templates."),
+    out_template: list[str] = typer.Option(None, "--out-template", metavar="K=T", rich_help_panel=BATCH,
+                                           help="Output name, e.g. alpha={stem}.alpha.mov."),
+    recursive: bool = typer.Option(False, "--recursive", rich_help_panel=BATCH, help="Include subfolders."),
+    glob: str = typer.Option(None, "--glob", metavar="PATTERN", rich_help_panel=BATCH,
+                             help="Only files matching, e.g. '*.MOV'."),
+    jobs: int = typer.Option(1, "--jobs", "-j", metavar="N", min=1, rich_help_panel=BATCH,
+                             help="Clips at once (with --ray: per node or GPU)."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS", rich_help_panel=BATCH,
+                            help="Run on Ray: local, auto, host:port."),
+    split: str = typer.Option(None, "--split", metavar="shots", rich_help_panel=BATCH,
+                              help="With --ray: each shot is a unit."),
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
     from .io.clip_range import check_position
     from .io.sequence import folder_images, is_sequence
     from .models.weights import DEFAULT_MODEL
-    from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
+    from .presets import (
+        DEFAULT_OUTPUTS,
+        load_preset,
+        merge_templates,
+        parse_downsample_ratio,
+        parse_frame_rate,
+        render_outputs,
+    )
     from .settings import NUMBER_FROM, quality_level
 
     with user_errors():
@@ -173,15 +193,14 @@ def run_command(
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
+        if not templates and not explicit:  # nothing asked for: the matte beside the clip
+            templates = dict(DEFAULT_OUTPUTS)
         # A folder of videos is a batch; a folder of images is one clip (named by --out-dir and templates too).
         if input.is_dir() and (find_videos(input, recursive, glob)[0] or (out_dir is not None and
                                                                           not folder_images(input))):
             if explicit:
                 raise VmatteError("a folder of videos takes --preset/--out-template and --out-dir, not --out, "
                                   "--fgr or --comp (each clip needs its own names)")
-            if not templates:
-                raise VmatteError("a folder of videos needs output names: give --preset NAME or "
-                                  "--out-template KIND=TEMPLATE (for example alpha={stem}.alpha.mov)")
             _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split)
             return
         if ray is not None or split is not None:
@@ -206,6 +225,7 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
 
 
 def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
+    from .io.writer import output_use
     from .pipeline import FrameRate, check_outputs, run_job
     from .presets import job_settings
 
@@ -231,6 +251,8 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
     if not quiet:
         say(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in {result.seconds:.1f} s "
             f"({result.fps:.1f} fps)")
+        for kind, path in result.outputs.items():
+            say(f"  {path}: {output_use(kind, path, settings.premultiplied)}")
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,

@@ -57,6 +57,8 @@ from .settings import BACKENDS, NUMBER_FROM, OUTPUT_KINDS, PRECISION_NAMES, QUAL
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
+# What a run writes when no output is asked for: the matte beside the clip (as the prores-alpha preset names it).
+DEFAULT_OUTPUTS = {"alpha": "{stem}.alpha.mov"}
 
 
 def user_presets_dir() -> Path:

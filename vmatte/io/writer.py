@@ -94,3 +94,28 @@ def is_single_png(path: str | Path) -> bool:
 def png_pattern(path: str | Path) -> Path:
     """Where a PNG output's files go: a pattern or single file as given, a folder as FOLDER/000000.png, ..."""
     return Path(path) if is_pattern(path) or is_single_png(path) else Path(path) / DEFAULT_PNG_NAME
+
+
+# What each output is for, told after a run (docs/outputs.md has the full table per editing program).
+_USES = {
+    (ProResWriter, "alpha"): "matte (grey picture, same matte as alpha): a luma or alpha track matte over the source",
+    (ProResWriter, "fgr"): "cut-out with {alpha} alpha; import with Alpha: {Alpha} (Resolve: Clip Attributes; "
+                           "Premiere, After Effects: Interpret Footage)",
+    (ProResWriter, "comp"): "composite, opaque: use as any clip",
+    (H264PreviewWriter, "comp"): "H.264 preview for review, not for finishing",
+    (PngSequenceWriter, "alpha"): "matte frames (grey): import as an image sequence, use as a luma matte",
+    (PngSequenceWriter, "fgr"): "cut-out frames (RGBA, {alpha} alpha): import as an image sequence",
+    (PngSequenceWriter, "comp"): "composite frames: import as an image sequence",
+    (ExrSequenceWriter, "alpha"): "matte frames (one Y channel, linear): for compositing",
+    (ExrSequenceWriter, "fgr"): "cut-out frames (RGBA, premultiplied as OpenEXR defines it): for compositing",
+    (ExrSequenceWriter, "comp"): "composite frames (linear): for compositing",
+    (WebmWriter, "alpha"): "matte as VP9 with alpha, for web pages",
+    (WebmWriter, "fgr"): "cut-out as VP9 with {alpha} alpha, for web pages (<video> over the page)",
+    (WebmWriter, "comp"): "composite as VP9, for web pages",
+}
+
+
+def output_use(kind: str, path: str | Path, premultiplied: bool) -> str:
+    """One line saying what an output is and how to bring it into an editor."""
+    alpha = "premultiplied" if premultiplied else "straight"
+    return _USES[writer_class(kind, path), kind].format(alpha=alpha, Alpha=alpha.capitalize())

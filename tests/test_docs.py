@@ -1,9 +1,12 @@
-"""Every command the README shows, run with the same arguments on sample footage.
+"""Every ``vmatte`` command the README and the pages in docs/ show, run with the same arguments on sample footage.
 
-The commands are read from README.md itself (the run in its first code block, and each line of its "Use"
-block), so a command edited there is the command tested here. The Use block's placeholders (``clip.mp4``,
-``photo.jpg``, ``frames/``, ``plates/``, ``footage/``, ``pred/``, ``gt/``) are made from real sample footage in
-a scratch folder the commands run in; ``[--flag]`` (an optional flag) is run with the flag given.
+The commands are read from the files themselves (every line of their ```bash blocks that starts with ``vmatte``),
+so a command edited there is the command tested here. Their placeholders (``clip.mp4``, ``clip.mov``,
+``camera.mov``, ``photo.jpg``, ``frames/``, ``plates/``, ``footage/``, ``pred/``, ``gt/``) are made from real
+sample footage; ``[--flag]`` (an optional flag) is run with the flag given. The README's Use block runs top to
+bottom in one folder, as a reader would type it; each docs command runs in a fresh folder of its own. Pages whose
+commands need inputs of their own (an edit to pull from, a report to open) are run by their own tests, named in
+``OWN_TESTS``. Benchmark commands (``python benchmarks/...``) run in tests/test_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -26,13 +29,21 @@ from vmatte.models.weights import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+DOCS = sorted((REPO / "docs").glob("*.md"))
+# Pages whose commands a test of their own runs (it reads them from the page, as this file does).
+OWN_TESTS: dict[str, str] = {}
 SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
+CAMERA = "robustness_videos/mmaction2_basketball_2997_426x240.mp4"  # 110 frames of it, with a timecode track
 OUTPUT_OPTIONS = ("--out", "--fgr", "--comp", "--out-dir", "--csv", "--plot")
 
 
 def code_block_after(heading: str) -> str:
     """The first ```bash block after ``heading``."""
     return re.search(r"```bash\n(.*?)```", README[README.index(heading):], re.S).group(1)
+
+
+def bash_blocks(text: str) -> str:
+    return "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S))
 
 
 def vmatte_commands(block: str) -> list[list[str]]:
@@ -75,25 +86,47 @@ def test_the_first_command_mattes_the_shipped_sample(tmp_path, monkeypatch, weig
     assert len(media.read_track(tmp_path / "fgr.mov").times) == 30 and media.read_track(tmp_path / "fgr.mov").audio
 
 
-@pytest.fixture()
-def placeholders(tmp_path, samples_dir, monkeypatch) -> Path:
-    """A scratch folder holding every input the Use block names, made from sample footage."""
+def make_placeholders(folder: Path, samples_dir: Path) -> None:
+    """Every input the commands name, made from sample footage in ``folder``."""
     small = samples_dir / SMALL
-    (tmp_path / "clip.mp4").symlink_to(small)
-    (tmp_path / "photo.jpg").symlink_to(samples_dir / "portrait_images/matplotlib_grace_hopper.jpg")
+    (folder / "clip.mp4").symlink_to(small)
+    (folder / "clip.mov").symlink_to(small)
+    media.write_timecoded_clip(folder / "camera.mov", samples_dir / CAMERA, 110, "01:00:10:05")
+    (folder / "photo.jpg").symlink_to(samples_dir / "portrait_images/matplotlib_grace_hopper.jpg")
     with av.open(str(small)) as container:
         frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-    media.write_png_sequence(frames, tmp_path / "frames")
-    media.write_png_sequence(frames, tmp_path / "plates")
-    (tmp_path / "footage/day2").mkdir(parents=True)
-    (tmp_path / "footage/take1.mov").symlink_to(small)
-    (tmp_path / "footage/day2/take2.mov").symlink_to(samples_dir / "robustness_videos/decord_rot90.mov")
+    media.write_png_sequence(frames, folder / "frames")
+    media.write_png_sequence(frames, folder / "plates")
+    (folder / "footage/day2").mkdir(parents=True)
+    (folder / "footage/take1.mov").symlink_to(small)
+    (folder / "footage/day2/take2.mov").symlink_to(samples_dir / "robustness_videos/decord_rot90.mov")
     alpha = cv2.imread(str(samples_dir / "image_alpha_pseudogt_p3m/p_0865636e.alpha.png"), cv2.IMREAD_GRAYSCALE)
-    for folder, blur in (("gt", 1), ("pred", 9)):
-        (tmp_path / folder).mkdir()
+    for name, blur in (("gt", 1), ("pred", 9)):
+        (folder / name).mkdir()
         for t in range(3):
             shifted = np.roll(cv2.resize(alpha, (320, 214)), 4 * t, axis=1)
-            cv2.imwrite(str(tmp_path / folder / f"{t:06d}.png"), cv2.blur(shifted, (blur, blur)))
+            cv2.imwrite(str(folder / name / f"{t:06d}.png"), cv2.blur(shifted, (blur, blur)))
+
+
+@pytest.fixture(scope="module")
+def inputs(samples_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    make_placeholders(folder, samples_dir)
+    return folder
+
+
+def fresh_folder(inputs: Path, folder: Path) -> Path:
+    """A folder holding (links to) every placeholder input, and nothing else."""
+    folder.mkdir(exist_ok=True)
+    for entry in inputs.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    return folder
+
+
+@pytest.fixture()
+def placeholders(inputs, tmp_path, monkeypatch) -> Path:
+    """A scratch folder holding every input the commands name; 'vmatte models pull' served from a local file."""
+    fresh_folder(inputs, tmp_path)
     # 'vmatte models pull' fetches through the real download code, from a local file:// URL (no network).
     served = tmp_path / "served" / "rvm_resnet50.pth"
     served.parent.mkdir()
@@ -116,3 +149,20 @@ def test_every_command_of_the_use_block_runs(placeholders, monkeypatch):
         if args[:2] == ["models", "pull"]:
             assert (placeholders / "home" / "rvm_resnet50.pth").is_file(), result.output
             monkeypatch.setenv("VMATTE_OFFLINE", "1")
+
+
+DOC_COMMANDS = [(page, args) for page in DOCS if page.name not in OWN_TESTS
+                for args in vmatte_commands(bash_blocks(page.read_text()))]
+
+
+def test_pages_with_commands_of_their_own_are_run_by_their_tests():
+    for page, test in OWN_TESTS.items():
+        assert vmatte_commands(bash_blocks((REPO / "docs" / page).read_text())), f"{page} shows no command"
+        assert f"docs/{page}" in (REPO / "tests" / test).read_text(), f"{test} does not read docs/{page}"
+
+
+@pytest.mark.parametrize("page, args", DOC_COMMANDS,
+                         ids=[f"{page.name}: {shlex.join(args)}" for page, args in DOC_COMMANDS])
+def test_every_docs_command_runs(page, args, placeholders):
+    run(args)
+    assert_outputs_written(args, placeholders)
