@@ -41,7 +41,6 @@ SHOT_FIELDS = ("shot", "clip", "reel", "track", "index", "kind", "stem", "name")
 DEFAULT_TEMPLATES = {"alpha": "{shot}/{shot}.{kind}.%04d.png", "fgr": "{shot}.{kind}.mov"}
 DEFAULT_SHOT_TEMPLATE = "{clip}"
 NUMBER_AT = ("handle", "cut")
-PROVISIONAL_RATE = 60  # an EDL read for its names only: every timecode's frames fit
 
 
 @dataclass
@@ -53,6 +52,7 @@ class Shot:
     clip: otio.schema.Clip
     track: str  # the track's name (V1, V2 ... where it has none)
     reel: str
+    track_number: int = 1  # of the video tracks, from 1
     media: Path | None = None
     info: VideoInfo | None = None
     first: int = 0  # frames [first, end) of the media are matted, handles included
@@ -69,14 +69,15 @@ class Shot:
 
 
 def read_edit(path: Path, rate: Fraction | None = None) -> otio.schema.Timeline:
-    """The edit at ``path`` as an OTIO timeline (an EDL's timecodes read at ``rate``); raises VmatteError."""
+    """The edit at ``path`` as an OTIO timeline (an EDL's timecodes read at ``rate``, which it needs); raises
+    VmatteError."""
     adapter = EDIT_FORMATS.get(path.suffix.lower())
     if adapter is None:
         raise VmatteError(f"{path}: not an edit vmatte reads (give a CMX 3600 .edl, a Final Cut Pro 7 .xml, or an "
                           ".otio/.otioz file)")
     if not path.is_file():
         raise VmatteError(f"{path}: no such file")
-    options = {"rate": float(rate or PROVISIONAL_RATE)} if adapter == "cmx_3600" else {}
+    options = {"rate": float(rate)} if adapter == "cmx_3600" else {}
     try:
         edit = otio.adapters.read_from_file(str(path), adapter_name=adapter, **options)
     except Exception as exc:  # the adapters raise whatever their parsers meet: one line, whatever it is
@@ -147,7 +148,7 @@ def shots_of(edit: otio.schema.Timeline, shot_template: str) -> list[Shot]:
                 count += 1
                 unique = f"{name}_{count}"
             names.add(unique)
-            shots.append(Shot(index, unique, clip, track_name, reel))
+            shots.append(Shot(index, unique, clip, track_name, reel, number))
     return shots
 
 
@@ -156,19 +157,24 @@ def _safe(name: str) -> str:
     return "".join("_" if c in "/\\:" or ord(c) < 32 else c for c in name).strip(". ")
 
 
-def edit_rate(path: Path, edit: otio.schema.Timeline, media: MediaIndex) -> Fraction:
-    """An EDL's frame rate when --rate is not given: that of the media its clips name (EDLs state none)."""
-    rates = set()
-    for shot in shots_of(edit, DEFAULT_SHOT_TEMPLATE):
-        for candidate in _candidates(shot, media):
-            info = media.info(candidate)
-            if isinstance(info, VideoInfo):
-                rates.add(info.frame_rate)
-    if len(rates) != 1:
-        found = "no media matched its clips" if not rates else \
-            f"its media run at {', '.join(f'{float(r):.3f}' for r in sorted(rates))} fps"
-        raise VmatteError(f"{path}: an EDL states no frame rate and {found}; give --rate (24, 23.976, 25 ...)")
-    return rates.pop()
+def read_edl(path: Path, media: MediaIndex) -> tuple[otio.schema.Timeline, Fraction]:
+    """An EDL read at the frame rate of the media its clips name, when --rate is not given (EDLs state none):
+    tried at each rate the media folders hold, it is the one at which the EDL reads and the media its clips
+    name run."""
+    named: set[Fraction] = set()
+    for rate in sorted({info.frame_rate for file in media.files if isinstance(info := media.info(file), VideoInfo)}):
+        try:
+            edit = read_edit(path, rate)
+        except VmatteError:
+            continue
+        rates = {info.frame_rate for shot in shots_of(edit, DEFAULT_SHOT_TEMPLATE) for candidate in
+                 _candidates(shot, media) if isinstance(info := media.info(candidate), VideoInfo)}
+        if rates == {rate}:
+            return edit, rate
+        named |= rates
+    found = f"its media run at {', '.join(f'{float(r):.3f}' for r in sorted(named))} fps" if named else \
+        "no media matched its clips"
+    raise VmatteError(f"{path}: an EDL states no frame rate and {found}; give --rate (24, 23.976, 25 ...)")
 
 
 def _candidates(shot: Shot, media: MediaIndex) -> list[Path]:
@@ -293,10 +299,10 @@ def plan_pull(edit_path: Path, media_folders: list[Path], out_dir: Path, templat
             raise VmatteError(f"--media {folder}: not a folder")
     edit_path, out_dir = Path(os.path.abspath(edit_path)), Path(os.path.abspath(out_dir))
     media = MediaIndex([Path(os.path.abspath(folder)) for folder in media_folders])
-    edit = read_edit(edit_path, rate)
-    if EDIT_FORMATS[edit_path.suffix.lower()] == "cmx_3600" and rate is None:
-        rate = edit_rate(edit_path, edit, media)
+    if EDIT_FORMATS.get(edit_path.suffix.lower()) == "cmx_3600" and rate is None and edit_path.is_file():
+        edit, rate = read_edl(edit_path, media)
         notice(f"{edit_path.name}: read at {float(rate):.3f} fps, the rate of its media (give --rate to choose)")
+    else:
         edit = read_edit(edit_path, rate)
     shots = shots_of(edit, shot_template)
     if not shots:
@@ -373,6 +379,8 @@ def hand_back(pull: Pull, finished: list[Shot], out_dir: Path) -> list[Path]:
     """Writes the edit with a matte track above each video track (``<edit>.vmatte.otio``, and in the edit's
     own format where it is an EDL or FCP 7 XML): each finished shot's matte at its clip's record range, its
     source range the cut's frames (the handles and dissolve overlap stay inside the clip)."""
+    if not finished:
+        return []
     suffix = HANDBACK_SUFFIX.get(pull.edit_path.suffix.lower())
     timelines = [(out_dir / f"{pull.edit_path.stem}.vmatte.otio", True)]
     if suffix:
@@ -385,8 +393,8 @@ def hand_back(pull: Pull, finished: list[Shot], out_dir: Path) -> list[Path]:
             partial = path.with_name(f".{path.name}.partial")
             otio.adapters.write_to_file(timeline, str(partial), adapter_name=EDIT_FORMATS[path.suffix.lower()])
             os.replace(partial, path)
-        except OSError as exc:
-            raise VmatteError(f"{path}: cannot write the handed-back edit ({exc})") from None
+        except Exception as exc:  # the adapters raise whatever their writers meet: one line, whatever it is
+            raise VmatteError(f"{path}: cannot write the handed-back edit ({type(exc).__name__}: {exc})") from None
         written.append(path)
     return written
 
@@ -394,16 +402,12 @@ def hand_back(pull: Pull, finished: list[Shot], out_dir: Path) -> list[Path]:
 def _handback_timeline(pull: Pull, finished: list[Shot], image_sequences: bool) -> otio.schema.Timeline:
     timeline = pull.edit.deepcopy()
     timeline.name = f"{pull.edit.name or pull.edit_path.stem} (vmatte)"
-    by_clip = {id(shot.clip): shot for shot in finished}
     edl = pull.edit_path.suffix.lower() == ".edl" and not image_sequences
-    for number, (track, source) in enumerate(zip(list(timeline.video_tracks()), pull.edit.video_tracks()), 1):
+    for number, track in enumerate(list(timeline.video_tracks()), 1):
         matte = otio.schema.Track(name=f"{track.name or f'V{number}'} matte", kind=otio.schema.TrackKind.Video)
         position = None
-        for clip in source.find_clips(shallow_search=True):
-            shot = by_clip.get(id(clip))
-            if shot is None:
-                continue
-            record = clip.range_in_parent()
+        for shot in (shot for shot in finished if shot.track_number == number):
+            record = shot.clip.range_in_parent()
             position = position or otio.opentime.RationalTime(0, record.start_time.rate)
             if record.start_time > position:
                 matte.append(otio.schema.Gap(duration=record.start_time - position))
