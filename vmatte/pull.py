@@ -266,7 +266,7 @@ def shot_fields(shot: Shot, kind: str) -> dict[str, object]:
             "index": shot.index, "kind": kind, "stem": shot.name, "name": shot.name}
 
 
-def shot_outputs(shot: Shot, templates: Mapping[str, str], out_dir: Path) -> dict[str, str]:
+def pull_outputs(shot: Shot, templates: Mapping[str, str], out_dir: Path) -> dict[str, str]:
     outputs = {}
     for kind, template in templates.items():
         rendered = template.format(**shot_fields(shot, kind))
@@ -311,7 +311,7 @@ def plan_pull(edit_path: Path, media_folders: list[Path], out_dir: Path, templat
     clips = []
     for shot in shots:
         match_media(shot, media, handles)
-        outputs = shot_outputs(shot, templates, out_dir)
+        outputs = pull_outputs(shot, templates, out_dir)
         shot.number = start_number - (shot.handle_in if number_at == "cut" else 0)
         if shot.number < 0:
             raise VmatteError(f"--start-number {start_number}: shot {shot.name} would number frames below 0")
