@@ -159,6 +159,8 @@ def job_range(settings: JobSettings, source) -> FrameRange:
     pull.py), a shot of a clip split at its cuts (cluster.py), or the whole clip."""
     if settings.shot:
         return FrameRange(*settings.shot, in_place=True)
+    if settings.start is None and settings.end is None:
+        return FrameRange(0, source.info.frame_count, in_place=True)
     return resolve_range(source.info, source.pts, settings.start, settings.end)
 
 
@@ -246,7 +248,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             else:  # empty once every frame is in segments: only the final step is left
                 stream.next_frame = checkpoint.next_frame
             notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
-        elif not source.range.in_place:
+        elif not settings.shot:  # a split shot begins at a cut: nothing before it counts
             stream.warm_up(source.context_frames, source.earliest)
         segments_done = checkpoint.segments if checkpoint else 0
         for track in tracks:
@@ -255,8 +257,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         background = (open_background(settings.background, info.width, info.height)
                       if "comp" in settings.outputs else None)
         # A shot's outputs get no audio: they are joined into the clip's, with its audio, afterwards.
-        audio_from = Path(settings.input) if info.audio and not info.is_image_sequence and not source.range.in_place \
-            else None
+        audio_from = Path(settings.input) if info.audio and not info.is_image_sequence and not settings.shot else None
         stop = threading.Event()
         decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
         matted: queue.Queue = queue.Queue(QUEUE_CHUNKS)

@@ -129,7 +129,7 @@ class MattingStream:
         pre-roll, then its frames up to the range. No shorter warm-up is enough: the state keeps traces of a
         shot's start for as long as the shot lasts. ``frames_from(i)`` yields the clip's frames from index i on."""
         first, preroll = self.first_frame, self.options.preroll
-        if not self.engine.recurrent:
+        if not self.engine.recurrent or earliest >= first:
             return
         starts = [earliest]
         if self.options.cuts:  # the cuts up to the range, and after it as far as a pre-roll can reach

@@ -40,8 +40,8 @@ def check_position(name: str, value: object) -> str:
 class FrameRange:
     first: int  # index of the first frame in the range
     end: int  # index after the last one
-    # A shot of a clip split at its cuts: its frames keep their positions (its outputs join into the clip's),
-    # and it begins at a cut found by the matting stream's own test, so nothing before it shapes its mattes.
+    # Its frames keep their positions, timestamps and timecode: the whole clip, or a shot of a clip split at its
+    # cuts (cluster.py), whose outputs are joined into the clip's.
     in_place: bool = False
 
     @property
