@@ -4,8 +4,7 @@
 * ``--start 30 --end 90`` writes 60 frames starting at time 0, with timecode +30 frames and exactly 60 frames'
   worth of audio; the same range given as timecodes writes the same files; image-sequence outputs keep the
   source's frame numbers or, with ``--number-from timecode``, the timecode's frame count;
-* the pre-roll before --start is a true warm-up: the range's mattes equal those of a longer run from 16 frames
-  earlier with no pre-roll;
+* a range's mattes equal a full run's at the same frames (the warm-up replays its shot from the shot's start);
 * an interrupted range run resumes to exactly the uninterrupted result; image-sequence inputs and preset keys
   take ranges too; bad values are one clear line.
 """
@@ -120,19 +119,21 @@ def test_timecode_range_of_a_source_without_timecode(samples_dir, tmp_path):
     assert result.exit_code == 1 and "states no timecode" in result.stderr
 
 
-def test_pre_roll_is_a_true_warm_up(camera, engine, tmp_path):
-    """Frames 30-89 after a 16-frame warm-up on frames 14-29 equal a plain run over 14-89 from frame 30 on."""
-    def alpha_pngs(name, start, preroll):
+def test_a_range_mattes_as_a_full_run(camera, engine, tmp_path):
+    """Frames 30-89 of a range equal those of a run over the whole clip: the warm-up replays the shot the range
+    begins in from its start (here the clip's first frame), pre-roll included; without it they do not."""
+    def alpha_pngs(name, start, end=None, preroll=None):
         run_job(JobSettings(input=camera, outputs={"alpha": str(tmp_path / name / "%04d.png")}, downsample_ratio=0.5,
-                            start=start, end="90", temporal=TemporalOptions(preroll=preroll, cuts=False)),
+                            start=start, end=end, temporal=TemporalOptions(preroll=preroll)),
                 engine=engine, notice=lambda m: None)
         return {int(p.stem): cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / name).iterdir()}
 
-    warmed, longer, cold = alpha_pngs("warmed", "30", 16), alpha_pngs("longer", "14", 0), alpha_pngs("cold", "30", 0)
-    assert sorted(warmed) == list(range(30, 90)) and sorted(longer) == list(range(14, 90))
+    ranged, full = alpha_pngs("range", "30", "90"), alpha_pngs("full", None)
+    assert sorted(ranged) == list(range(30, 90)) and sorted(full) == list(range(110))
     for number in range(30, 90):
-        assert np.array_equal(warmed[number], longer[number]), number
-    assert not np.array_equal(warmed[30], cold[30])  # without it the range starts from an empty state
+        assert np.array_equal(ranged[number], full[number]), number
+    cold = alpha_pngs("cold", "30", "90", preroll=0)  # another pre-roll: the full run's no longer
+    assert not np.array_equal(ranged[30], cold[30])
 
 
 def test_interrupted_range_resumes_exactly(camera, engine, tmp_path):

@@ -110,6 +110,7 @@ class ClipPlan:
     name: str
     outputs: dict[str, str]
     to_write: dict[str, str]  # the outputs not complete yet (all of them with overwrite)
+    options: dict[str, object] = field(default_factory=dict)  # this clip's own options (a pull's shot range)
 
 
 @dataclass
@@ -139,20 +140,28 @@ def plan_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opt
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     videos, others = find_videos(input_dir, recursive, glob)
     base = JobSettings(input=input_dir, outputs={}, **options)
-    clips = [_plan(video, input_dir, out_dir, templates, base.overwrite) for video in videos]
+    clips = [plan_clip(video, _relative_name(video, input_dir), render_outputs(
+        templates, video, out_dir, video.parent.relative_to(input_dir)), base.overwrite) for video in videos]
     clips, others = _without_outputs(clips, others)
+    results = known_results(clips, "{name}")
+    return BatchPlan(input_dir, base, clips, others, results, [clip for clip in clips if clip.name not in results])
+
+
+def known_results(clips: list[ClipPlan], name_field: str) -> dict[str, ClipResult]:
+    """Clips whose result is known before any work: failed for output clashes (``name_field`` is the template
+    field that tells the clips apart), skipped as finished."""
     results: dict[str, ClipResult] = {}
     owners: dict[str, str] = {}  # output path -> the clip that writes it
     for clip in clips:
         paths = [os.path.abspath(p) for p in clip.outputs.values()]
         if clash := next((owners[p] for p in paths if p in owners), None):
             results[clip.name] = ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=(
-                f"its outputs would overwrite those of {clash}; put {{name}} in the output templates"))
+                f"its outputs would overwrite those of {clash}; put {name_field} in the output templates"))
         elif not clip.to_write:
             results[clip.name] = ClipResult(clip.input, clip.name, SKIPPED, clip.outputs,
                                             message="outputs already complete")
         owners.update(dict.fromkeys(paths, clip.name))
-    return BatchPlan(input_dir, base, clips, others, results, [clip for clip in clips if clip.name not in results])
+    return results
 
 
 def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], options: Mapping[str, object], *,
@@ -170,7 +179,14 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
         raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time")
     start = time.perf_counter()
     plan = plan_batch(input_dir, out_dir, templates, options, recursive, glob)
-    clips, results, to_run = plan.clips, plan.results, plan.to_run
+    return run_plan(plan, options, start, jobs=jobs, engine_factory=engine_factory, progress=progress, notice=notice)
+
+
+def run_plan(plan: BatchPlan, options: Mapping[str, object], start: float, *, jobs: int = 1,
+             engine_factory: Callable[[JobSettings], MattingEngine] | None = None,
+             progress: Progress | None = None, notice: Callable[[str], None] = print) -> BatchReport:
+    """Runs a planned batch (``run_batch``; a pull's shots, pull.py); ``start``: when the batch began."""
+    clips, results, to_run = plan.clips, dict(plan.results), plan.to_run
     overall = progress.add_task("clips", total=len(clips), completed=len(results), fps=0.0) if progress else None
     if to_run:
         engine = engine_factory(plan.base) if engine_factory else load_engine(plan.base, notice)
@@ -197,10 +213,10 @@ def _relative_name(path: Path, input_dir: Path) -> str:
     return path.relative_to(input_dir).as_posix()
 
 
-def _plan(video: Path, input_dir: Path, out_dir: Path, templates: Mapping[str, str], overwrite: bool) -> ClipPlan:
-    outputs = render_outputs(templates, video, out_dir, video.parent.relative_to(input_dir))
+def plan_clip(input: Path, name: str, outputs: dict[str, str], overwrite: bool,
+              options: dict[str, object] | None = None) -> ClipPlan:
     to_write = outputs if overwrite else {kind: p for kind, p in outputs.items() if not output_complete(p)}
-    return ClipPlan(video, _relative_name(video, input_dir), outputs, to_write)
+    return ClipPlan(input, name, outputs, to_write, options or {})
 
 
 def _without_outputs(clips: list[ClipPlan], others: list[Path]) -> tuple[list[ClipPlan], list[Path]]:
@@ -246,7 +262,7 @@ def run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object
     """Runs one planned clip; its failure becomes its result (the batch goes on). ``on_progress(done, total)``
     is called after each chunk (raising KeyboardInterrupt there stops the clip, resumable)."""
     try:
-        settings = job_settings(clip.input, clip.to_write, options)
+        settings = job_settings(clip.input, clip.to_write, {**options, **clip.options})
         job = run_job(settings, engine=engine, on_progress=on_progress, notice=lambda m: notice(f"{clip.name}: {m}"))
     except VmatteError as exc:
         return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=str(exc))

@@ -93,7 +93,7 @@ def run_command(
     exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear", rich_help_panel=IO,
                                              help="EXR values as the source encodes them \\[default: linear]."),
     number_from: str = typer.Option(None, "--number-from", metavar="FROM", rich_help_panel=IO,
-                                    help="Number PNG/EXR frames by source frame or timecode."),
+                                    help="Number PNG/EXR frames: source, timecode or from N."),
     fps: str = typer.Option(None, "--fps", metavar="RATE", rich_help_panel=IO,
                             help="Rate of an image sequence (24000/1001...) \\[default: 25]."),
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=IO, help="Replace existing outputs."),
@@ -163,7 +163,7 @@ def run_command(
         parse_frame_rate,
         render_outputs,
     )
-    from .settings import NUMBER_FROM, quality_level
+    from .settings import check_number_from, quality_level
 
     with user_errors():
         if png_depth not in (None, 8, 16):
@@ -181,8 +181,8 @@ def run_command(
                 raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
                                   "(--fps is for image sequences)")
             overrides["sequence_fps"] = parse_frame_rate(fps)
-        if number_from not in (None, *NUMBER_FROM):
-            raise VmatteError(f"--number-from {number_from}: choose {' or '.join(NUMBER_FROM)}")
+        if number_from is not None:
+            check_number_from(number_from)
         overrides.update(_given(start=start and check_position("--start", start),
                                 end=end and check_position("--end", end), number_from=number_from))
         overrides.update(overwrite=overwrite, fresh=fresh)
@@ -284,6 +284,55 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
     console.print(render_report(report))
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("pull")
+def pull_command(
+    edit: Path = typer.Argument(..., help="The edit: CMX 3600 .edl, Final Cut Pro 7 .xml, .otio or .otioz."),
+    media: list[Path] = typer.Option(..., "--media", help="Folder holding the edit's media (repeatable; "
+                                                          "subfolders are searched)."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the shots' outputs and the handed-back edit."),
+    handles: int = typer.Option(8, "--handles", help="Frames matted before and after each shot's cut."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file: options and outputs "
+                                                            "({stem} is the shot's name)."),
+    out_template: list[str] = typer.Option(None, "--out-template", help="KIND=TEMPLATE with {shot}, {clip}, {reel}, "
+                                                                         "{track}, {index}, {kind} (repeatable)."),
+    rate: str = typer.Option(None, "--rate", help="An EDL's frame rate (default: its media's)."),
+    shot_template: str = typer.Option(None, "--shot-template", help="Shot names, e.g. sh{index:03d}0 (default: "
+                                                                     "the clip names)."),
+    start_number: int = typer.Option(1001, "--start-number", min=0, help="Number of the first image-sequence file."),
+    number_at: str = typer.Option("handle", "--number-at", help="Where --start-number falls: handle (the first "
+                                                                "handle frame, default) or cut (the cut's first)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Shots matted at once (with --ray: per node)."),
+    ray: str = typer.Option(None, "--ray", help="Run on Ray: local, auto, host:port or ray://host:port."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo shots whose outputs exist."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of interrupted shots."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Matte the shots of an edit, with handles, and hand back the edit with a matte track."""
+    from .batch import render_report
+    from .models.weights import DEFAULT_MODEL
+    from .presets import load_preset, merge_templates, parse_frame_rate
+    from .pull import DEFAULT_SHOT_TEMPLATE, DEFAULT_TEMPLATES, SHOT_FIELDS, plan_pull, run_pull
+
+    with user_errors():
+        chosen = load_preset(preset) if preset else None
+        options = chosen.apply({"overwrite": overwrite, "fresh": fresh}) if chosen else \
+            {"overwrite": overwrite, "fresh": fresh}
+        options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), None, None, None, None)
+        templates = merge_templates(chosen.outputs if chosen else DEFAULT_TEMPLATES, out_template or [], SHOT_FIELDS)
+        pull = plan_pull(edit, media, out_dir, templates, options, handles=handles,
+                         rate=parse_frame_rate(rate) if rate else None,
+                         shot_template=shot_template or DEFAULT_SHOT_TEMPLATE, start_number=start_number,
+                         number_at=number_at, notice=say)
+        with make_progress(quiet) as progress:
+            report, timelines = run_pull(pull, out_dir, options, jobs=jobs, ray=ray,
+                                         progress=None if quiet else progress, notice=say)
+        console.print(render_report(report))
+        for timeline in timelines:
+            say(f"handed back: {timeline}")
+        if report.failed:
+            raise typer.Exit(1)
 
 
 @app.command("eval")
@@ -416,7 +465,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def with_command(argv: list[str]) -> list[str]:
     """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    commands = {"run", "info", "models", "presets", "eval"}
+    commands = {"run", "info", "models", "presets", "eval", "pull"}
     return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
 
 

@@ -45,7 +45,7 @@ from .outputs import OutputTrack, segment_path
 from .pipeline import Interrupted, JobSettings, load_engine
 from .presets import job_settings
 from .resume import CHECKPOINT, remove_work_dir, work_dir_for
-from .temporal import cut_score, thumbnail
+from .temporal import cut_flags
 
 RESTARTS = 3  # a worker that dies more often than this on one clip is given up, and the clip reported failed
 POLL_SECONDS = 0.2  # how often the driver refreshes the progress display
@@ -98,13 +98,21 @@ def run_batch_on_ray(input_dir: Path, out_dir: Path, templates: Mapping[str, str
     # Workers run elsewhere, in other folders: every path they get is absolute.
     plan = plan_batch(Path(os.path.abspath(input_dir)), Path(os.path.abspath(out_dir)), templates, options,
                       recursive, glob)
+    return run_plan_on_ray(plan, Path(os.path.abspath(out_dir)), options, start, address=address, jobs=jobs,
+                           split=bool(split), progress=progress, notice=notice)
+
+
+def run_plan_on_ray(plan: BatchPlan, out_dir: Path, options: Mapping[str, object], start: float, *,
+                    address: str = "local", jobs: int = 1, split: bool = False, progress: Progress | None = None,
+                    notice: Callable[[str], None] = print) -> BatchReport:
+    """Runs a planned batch (``run_batch_on_ray``; a pull's shots, pull.py) on Ray; every path in the plan
+    absolute; ``start``: when the batch began."""
     results = dict(plan.results)
     overall = progress.add_task("clips", total=len(plan.clips), completed=len(results), fps=0.0) if progress else None
     if plan.to_run:
         connected = connect(address)
         try:
-            for result in _run_clips(plan, Path(os.path.abspath(out_dir)), options, jobs, bool(split), progress,
-                                     notice):
+            for result in _run_clips(plan, out_dir, options, jobs, split, progress, notice):
                 results[result.name] = result
                 if progress:
                     progress.advance(overall)
@@ -198,12 +206,10 @@ def find_shots(settings: JobSettings) -> list[tuple[int, int]]:
     same thumbnails (temporal.py), so a shot matted on its own starts exactly as in a sequential run."""
     with open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps) as source:
         options = settings.temporal.for_source(source.info.is_image_sequence)
-        starts, previous, count = [0], None, 0
-        for frame in source.frames(0) if options.cuts else ():
-            current = thumbnail(frame.rgb)
-            if previous is not None and cut_score(previous, current) > options.cut_threshold:
-                starts.append(frame.index)
-            previous, count = current, frame.index + 1
+        starts, count = [0], 0
+        for index, cut in cut_flags(source.frames(0), options.cut_threshold) if options.cuts else ():
+            starts += [index] if cut else []
+            count = index + 1
         count = count or source.info.frame_count
     return list(zip(starts, [*starts[1:], count]))
 

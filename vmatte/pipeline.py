@@ -11,9 +11,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,8 @@ from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
 from .heap import reuse_large_blocks
 from .inference import MattingEngine, choose_device
-from .io import SourceFrame, VideoInfo, open_background, open_source
-from .io.clip_range import RangeSource, resolve_range
+from .io import VideoInfo, open_background, open_source
+from .io.clip_range import FrameRange, RangeSource, resolve_range
 from .io.frame_writer import partial_path
 from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence, sequence_files
@@ -42,7 +41,7 @@ from .resume import (
     work_dir_for,
 )
 from .settings import OUTPUT_KINDS, JobSettings, quality_level
-from .temporal import Boundary, MattedFrame, MattingStream
+from .temporal import Boundary, MattedFrame, MattingStream, chunks
 
 QUEUE_CHUNKS = 2  # chunks in flight between stages: enough to keep every stage busy, little memory
 SEGMENT_FRAMES = 64  # frames per segment (rounded up to whole chunks): the most work a crash can lose
@@ -156,6 +155,16 @@ def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, r
     }
 
 
+def job_range(settings: JobSettings, source) -> FrameRange:
+    """The frames a job mattes, the one range mechanism of every run: ``--start``/``--end`` (also a pull's shot,
+    pull.py), a shot of a clip split at its cuts (cluster.py), or the whole clip."""
+    if settings.shot:
+        return FrameRange(*settings.shot, in_place=True)
+    if settings.start is None and settings.end is None:
+        return FrameRange(0, source.info.frame_count, in_place=True)
+    return resolve_range(source.info, source.pts, settings.start, settings.end)
+
+
 def _input_identity(path: Path) -> dict:
     """Where the input is, and its size and modification time (summed and latest over a sequence's images):
     saved progress is never resumed onto changed footage."""
@@ -209,8 +218,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
     check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
-    if settings.start is not None or settings.end is not None:
-        source = RangeSource(source, resolve_range(source.info, source.pts, settings.start, settings.end))
+    source = RangeSource(source, job_range(settings, source))
     info = source.info
     if settings.number_from == "timecode" and info.timecode is None:
         raise VmatteError(f"--number-from timecode: {settings.input} states no start timecode")
@@ -230,7 +238,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     with locked_work_dirs({track.work_dir: track.path for track in tracks}):
         checkpoint = _resume_point(tracks, current, settings.fresh, notice)
         temporal = settings.temporal.for_source(info.is_image_sequence)
-        first, end = settings.shot or (0, info.frame_count)
+        first, end = source.first, source.end
         stream = MattingStream(engine, ratio, temporal, settings.chunk,
                                need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
                                boundary_every=segment_frames, first_frame=first)
@@ -241,8 +249,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             else:  # empty once every frame is in segments: only the final step is left
                 stream.next_frame = checkpoint.next_frame
             notice(f"resuming {Path(settings.input).name} from frame {checkpoint.written} of {info.frame_count}")
-        elif isinstance(source, RangeSource):
-            stream.warm_up(list(source.warm_up_frames(temporal.preroll)))
+        elif not settings.shot:  # a split shot begins at a cut: nothing before it counts
+            stream.warm_up(source.context_frames, source.earliest)
         segments_done = checkpoint.segments if checkpoint else 0
         for track in tracks:
             track.discard_segments_from(segments_done)
@@ -259,7 +267,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         progress["in_segments"] = progress["written"]
 
         def decode() -> None:
-            for chunk in _chunks(islice(source.frames(start_frame), end - start_frame), settings.chunk):
+            for chunk in chunks(source.frames(start_frame), settings.chunk):
                 _put(decoded, chunk, stop)
             _put(decoded, None, stop)
 
@@ -376,17 +384,6 @@ def _join(stages: list[_Stage]) -> None:
     for stage in stages:
         if stage.is_alive():
             stage.join()
-
-
-def _chunks(frames: Iterator[SourceFrame], size: int) -> Iterator[list[SourceFrame]]:
-    chunk: list[SourceFrame] = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _write_frame(writers: dict, frame: MattedFrame, background) -> None:

@@ -21,7 +21,7 @@ left out keeps its usual default)::
     quality = "standard"             # fast, standard, best (see ensemble.py); explicit ratio/refiner win
     start = "2s"                     # range: frame number, seconds ("12.5s") or source timecode
     end = 250                        # exclusive; same forms
-    number_from = "source"           # image-sequence outputs numbered by source frame or by "timecode"
+    number_from = "source"           # image-sequence outputs numbered by source frame, "timecode" or from "1001"
     exr_display_encoded = false      # OpenEXR colour linearised (default) or as the source encodes it
 
     [outputs]                        # kind = template; kinds: alpha, fgr, comp
@@ -53,7 +53,15 @@ from .io import probe
 from .io.clip_range import POSITION_FORMS, check_position
 from .io.sequence import is_pattern, sequence_name
 from .models.weights import MODELS, cache_dir, find_local
-from .settings import BACKENDS, NUMBER_FROM, OUTPUT_KINDS, PRECISION_NAMES, QUALITIES, SEMANTICS_NAMES, JobSettings
+from .settings import (
+    BACKENDS,
+    OUTPUT_KINDS,
+    PRECISION_NAMES,
+    QUALITIES,
+    SEMANTICS_NAMES,
+    JobSettings,
+    check_number_from,
+)
 
 BUNDLED_DIR = Path(vmatte.__file__).resolve().parent.parent / "presets"
 TEMPLATE_FIELDS = ("stem", "name")
@@ -180,7 +188,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], object]]] = {
     "quality": (f"one of {', '.join(QUALITIES)}", _one_of(*QUALITIES)),
     "start": (POSITION_FORMS, lambda value: check_position("start", value)),
     "end": (POSITION_FORMS + ", exclusive", lambda value: check_position("end", value)),
-    "number_from": ("source or timecode", _one_of(*NUMBER_FROM)),
+    "number_from": ("source, timecode or a first frame number", check_number_from),
     "exr_display_encoded": ("true or false", _boolean),
 }
 TOP_LEVEL_KEYS = ("description", "outputs", *OPTIONS)
@@ -297,13 +305,14 @@ def _line_of(text: str, table: str | None, key: str) -> int | None:
     return None
 
 
-def check_template(template: object) -> str:
-    """A template must be relative text using only {stem} and {name}; returns it unchanged."""
+def check_template(template: object, names: tuple[str, ...] = TEMPLATE_FIELDS) -> str:
+    """A template must be relative text using only the fields ``names`` ({stem} and {name}; a pull's shot
+    fields); returns it unchanged."""
     if not isinstance(template, str) or not template.strip():
         raise VmatteError("an output template must be a non-empty text such as \"{stem}.alpha.mov\"")
-    fields = " and ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
+    fields = " and ".join(f"{{{name}}}" for name in names)
     try:
-        rendered = template.format(**{name: "clip" for name in TEMPLATE_FIELDS})
+        rendered = template.format(**{name: 1 if name == "index" else "clip" for name in names})
     except KeyError as exc:
         raise VmatteError(f"template {template!r}: unknown field {{{exc.args[0]}}}; use {fields}") from None
     except (IndexError, ValueError, AttributeError):
@@ -314,21 +323,22 @@ def check_template(template: object) -> str:
     return template
 
 
-def parse_out_template(text: str) -> tuple[str, str]:
+def parse_out_template(text: str, names: tuple[str, ...] = TEMPLATE_FIELDS) -> tuple[str, str]:
     """``--out-template KIND=TEMPLATE`` -> (kind, template). An empty template (``fgr=``) drops that output."""
     kind, sep, template = text.partition("=")
     kind = kind.strip()
     if not sep or kind not in OUTPUT_KINDS:
         raise VmatteError(f"--out-template {text!r}: write KIND=TEMPLATE with KIND one of "
                           f"{', '.join(OUTPUT_KINDS)}, e.g. alpha={{stem}}.alpha.mov")
-    return kind, check_template(template) if template else ""
+    return kind, check_template(template, names) if template else ""
 
 
-def merge_templates(base: Mapping[str, str], given: list[str]) -> dict[str, str]:
+def merge_templates(base: Mapping[str, str], given: list[str],
+                    names: tuple[str, ...] = TEMPLATE_FIELDS) -> dict[str, str]:
     """The preset's output templates with each ``--out-template KIND=TEMPLATE`` replacing (or, when
     empty, removing) that kind."""
     templates = dict(base)
-    for kind, template in map(parse_out_template, given):
+    for kind, template in (parse_out_template(text, names) for text in given):
         if template:
             templates[kind] = template
         else:

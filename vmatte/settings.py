@@ -15,7 +15,7 @@ PRECISION_NAMES = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "torch", "openvino")  # inference backends (inference.choose_backend)
 SEMANTICS_NAMES = ("torch", "tfjs")  # official PyTorch numerics (default), the TF.js export's
 SMOOTHERS = ("ofd",)
-NUMBER_FROM = ("source", "timecode")  # how image-sequence output files are numbered
+NUMBER_FROM = ("source", "timecode")  # how image-sequence output files are numbered (or from a given number)
 
 # The internal (downsampled) long side of --downsample-ratio auto. RVM's authors advise about 480-512 px for
 # portraits and more for full-body shots; measured on composites with exact ground truth (README, "Quality"),
@@ -29,6 +29,15 @@ DEFAULT_CUT_THRESHOLD = 30.0
 # levels (~0.01-0.02), while the flicker OFD targets (holes, spurious blobs) jumps by a large part of the range.
 # 0.1 (~25 levels) sits between the two: neighbours that differ by more than this are real motion, left alone.
 OFD_THRESHOLD = 0.1
+
+
+def check_number_from(value: object) -> str:
+    """How image-sequence outputs are numbered: by source frame, by timecode, or on from a given first number
+    (a pull's 1001); raises VmatteError."""
+    text = str(value).strip()
+    if text not in NUMBER_FROM and not text.isdigit():
+        raise VmatteError(f"number_from {value!r}: choose {', '.join(NUMBER_FROM)} or the first frame's number")
+    return text
 
 
 def auto_downsample_ratio(height: int, width: int) -> float:

@@ -11,8 +11,9 @@
 carries at chunk boundaries, so an interrupted run resumes to exactly the same output.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -56,6 +57,15 @@ def cut_score(previous: np.ndarray, current: np.ndarray) -> float:
     delta = np.abs(previous.astype(np.int16) - current.astype(np.int16)).astype(np.float32)
     hue = np.minimum(delta[..., 0], 180 - delta[..., 0]) * (255 / 90)  # the largest circular hue step is 90
     return float((hue.mean() + delta[..., 1].mean() + delta[..., 2].mean()) / 3)
+
+
+def cut_flags(frames: Iterable[SourceFrame], threshold: float) -> Iterator[tuple[int, bool]]:
+    """Each frame's index, and whether a hard cut comes right before it: the test the stream resets its state at."""
+    previous = None
+    for frame in frames:
+        current = thumbnail(frame.rgb)
+        yield frame.index, previous is not None and cut_score(previous, current) > threshold
+        previous = current
 
 
 @dataclass
@@ -112,19 +122,30 @@ class MattingStream:
             self.last_thumbnail = thumb
         return self._drain(end_of_stream=False)
 
-    def warm_up(self, frames: list[SourceFrame]) -> None:
-        """Builds the state over the frames that come just before frame 0 (a range of a clip: a true pre-roll),
-        from the last shot cut among them; frame 0 is then a shot start only if a cut comes right before it."""
-        items = [_Pending(frame, thumbnail(frame.rgb) if self.options.cuts else None, False) for frame in frames]
-        if not items:
+    def warm_up(self, frames_from: Callable[[int], Iterable[SourceFrame]], earliest: int) -> None:
+        """Carries into ``first_frame`` the state a run from frame ``earliest`` (the clip's first) would carry
+        there, so that a range's mattes are that run's (docs/pulls.md): the stream replays the shot the range
+        begins in, from its start (the last cut before the range, or the clip's first frame) as a run does: its
+        pre-roll, then its frames up to the range. No shorter warm-up is enough: the state keeps traces of a
+        shot's start for as long as the shot lasts. ``frames_from(i)`` yields the clip's frames from index i on."""
+        first, preroll = self.first_frame, self.options.preroll
+        if not self.engine.recurrent or earliest >= first:
             return
-        first = 0
-        for index in range(1, len(items)):
-            previous, current = items[index - 1].thumbnail, items[index].thumbnail
-            if current is not None and cut_score(previous, current) > self.options.cut_threshold:
-                first = index
-        self._start_shot(items[first:])
-        self.last_thumbnail = items[-1].thumbnail
+        starts = [earliest]
+        if self.options.cuts:  # the cuts up to the range, and after it as far as a pre-roll can reach
+            for index, cut in islice(cut_flags(frames_from(earliest), self.options.cut_threshold),
+                                     first + preroll - earliest):
+                starts += [index] if cut else []
+        shot = max(start for start in starts if start <= first)
+        if shot == first:  # the range begins a shot: nothing before it counts
+            return
+        preroll_end = min([shot + preroll, *(start for start in starts if start > shot)])
+        self._start_shot([_Pending(frame, None, False) for frame in islice(frames_from(shot), preroll_end - shot)])
+        for batch in chunks(islice(frames_from(shot), first - shot), self.chunk):
+            self.state = self.engine.run(frames_to_tensor(batch), self.state, self.downsample_ratio,
+                                         need_fgr=False).state
+            last = batch[-1]
+        self.last_thumbnail = thumbnail(last.rgb) if self.options.cuts else None
         self._warmed_up = True
 
     def finish(self) -> list:
@@ -209,6 +230,18 @@ class MattingStream:
         self.processed_thumbnail = self.last_thumbnail
         if self._smoother is not None and saved["smoother"] is not None:
             self._smoother.load_state_dict(saved["smoother"])
+
+
+def chunks(frames: Iterable[SourceFrame], size: int) -> Iterator[list[SourceFrame]]:
+    """The frames in lists of ``size`` (the last may be shorter)."""
+    batch: list[SourceFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:

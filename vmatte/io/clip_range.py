@@ -1,10 +1,13 @@
-"""A range of a clip (``--start``/``--end``) and the frame source that yields only its frames.
+"""A range of a clip and the frame source that yields only its frames: ``--start``/``--end``, a shot of a clip
+split at its cuts (cluster.py), a shot of an edit (pull.py).
 
-Each end is a frame number (the clip's first frame is 0), seconds (``12.5s``) or a timecode of the source
-(``01:00:11:05``); the end is exclusive. The range's frames are renumbered from 0 and moved back in time so its
-outputs start where the source does, with their own timecode (the source's, moved on to the first frame) and
-the source's audio cut to the same span. The frames just before the range are offered as warm-up (pre-roll)
-for the recurrent model.
+Each end of ``--start``/``--end`` is a frame number (the clip's first frame is 0), seconds (``12.5s``) or a
+timecode of the source (``01:00:11:05``); the end is exclusive. Such a range stands alone: its frames are
+renumbered from 0 and moved back in time so its outputs start where the source does, with their own timecode
+(the source's, moved on to the first frame) and the source's audio cut to the same span. A shot of a split clip
+stays in place (its outputs are joined into the clip's). Either way the frames before the range stay readable
+(``context_frames``), for the warm-up that makes the range's mattes those of a run over the whole clip
+(temporal.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def check_position(name: str, value: object) -> str:
 class FrameRange:
     first: int  # index of the first frame in the range
     end: int  # index after the last one
+    # Its frames keep their positions, timestamps and timecode: the whole clip, or a shot of a clip split at its
+    # cuts (cluster.py), whose outputs are joined into the clip's.
+    in_place: bool = False
 
     @property
     def frames(self) -> int:
@@ -85,12 +91,22 @@ def _span(info: VideoInfo) -> str:
 
 
 class RangeSource:
-    """The FrameSource interface (info, frames, close, repeated_frames) over a range of another source."""
+    """The FrameSource interface (info, frames, close, repeated_frames) over a range of another source.
+
+    Its frames carry their own indices: the source's less ``offset`` (the range's first frame is 0 in a range
+    that stands alone). ``first``/``end`` are the range in those indices, ``earliest`` the source's first frame.
+    """
 
     def __init__(self, source: FrameSource, frame_range: FrameRange) -> None:
         self._source = source
-        self._range = frame_range
+        self.range = frame_range
+        self.offset = 0 if frame_range.in_place else frame_range.first
+        self.first, self.end, self.earliest = frame_range.first - self.offset, frame_range.end - self.offset, \
+            -self.offset
         info, pts = source.info, source.pts
+        if frame_range.in_place:
+            self._shift, self.info = 0, info
+            return
         self._shift = pts[frame_range.first] - info.start_pts  # the range's outputs start where the source does
         start = Fraction(pts[frame_range.first] * info.time_base)
         end = Fraction(pts[frame_range.end] * info.time_base) if frame_range.end < info.frame_count else \
@@ -109,24 +125,25 @@ class RangeSource:
     def repeated_frames(self) -> int:
         return self._source.repeated_frames
 
-    def frames(self, start: int = 0) -> Iterator[SourceFrame]:
-        """The range's frames from its index ``start`` on."""
-        if not 0 <= start <= self.info.frame_count:
-            raise ValueError(f"start={start} is outside 0..{self.info.frame_count}")
-        return self._moved(self._range.first + start, self._range.end)
+    def frames(self, start: int | None = None) -> Iterator[SourceFrame]:
+        """The range's frames from its own index ``start`` (default: its first) on."""
+        start = self.first if start is None else start
+        if not self.first <= start <= self.end:
+            raise ValueError(f"start={start} is outside {self.first}..{self.end}")
+        return self._moved(start, self.end)
 
-    def warm_up_frames(self, count: int) -> Iterator[SourceFrame]:
-        """Up to ``count`` frames just before the range (fewer where the clip starts sooner), indexed -n..-1."""
-        return self._moved(max(0, self._range.first - count), self._range.first)
+    def context_frames(self, start: int) -> Iterator[SourceFrame]:
+        """The source's frames from own index ``start`` (``earliest`` or later, before the range too) to its end."""
+        return self._moved(max(start, self.earliest), self._source.info.frame_count - self.offset)
 
     def _moved(self, first: int, end: int) -> Iterator[SourceFrame]:
-        if first == end:
+        if first >= end:
             return
         time_shift = float(self._shift * self._source.info.time_base)
-        for frame in self._source.frames(first):
-            if frame.index >= end:
+        for frame in self._source.frames(first + self.offset):
+            if frame.index - self.offset >= end:
                 return
-            yield SourceFrame(frame.index - self._range.first, frame.pts - self._shift, frame.time - time_shift,
+            yield SourceFrame(frame.index - self.offset, frame.pts - self._shift, frame.time - time_shift,
                               frame.rgb)
 
     def close(self) -> None:

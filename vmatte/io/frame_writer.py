@@ -200,7 +200,9 @@ class ImageSequenceWriter(FrameWriter):
 
 def file_number(info: VideoInfo, index: int, number_from: str) -> int:
     """The number in the name of frame ``index``'s file: its timecode as a frame count ("timecode"), else its
-    source image's own number or its position in the source ("source")."""
+    source image's own number or its position in the source ("source"), or a given first number's count on."""
+    if number_from.isdigit():
+        return int(number_from) + index
     return info.timecode_frame(index) if number_from == "timecode" else info.frame_number(index)
 
 
