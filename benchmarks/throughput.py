@@ -8,6 +8,8 @@ speed       fps for alpha-only PNG (16-bit), alpha-only ProRes and foreground Pr
 memory      peak resident memory of a run on a 10-second and a 10-minute 640x360 clip (same sample, looped;
             alpha ProRes, ratio 0.5)
 checkpoint  fps with the usual segment/checkpoint cadence against one segment for the whole clip
+weights     the float32 default (ONNX release, deep guided filter) against the uint8 export (fast guided filter),
+            this checkout, the same three cases as compare
 compare     this checkout (on the backend ``auto`` picks, and on PyTorch) against ``--baseline`` (an earlier
             checkout, e.g. ``git worktree add /tmp/base 8d20426``), runs taking turns (A, B, C, A, B, C):
             1920x1080 ratio 0.25 8-bit PNG alpha, 1280x720 at default settings with alpha + foreground ProRes,
@@ -107,9 +109,18 @@ def checkpoint_overhead(work: Path, seconds: int) -> None:
 
 
 def compare(work: Path, seconds: int, baseline: Path, rounds: int) -> None:
-    # name: (code, extra arguments); the first is the baseline the speed-ups are against
-    variants = {f"baseline ({baseline.name})": (baseline, []), "now (auto)": (REPO, []),
-                "now, --backend torch": (REPO, ["--backend", "torch"])}
+    side_by_side(work, seconds, rounds, {f"baseline ({baseline.name})": (baseline, []), "now (auto)": (REPO, []),
+                                         "now, --backend torch": (REPO, ["--backend", "torch"])})
+
+
+def weights(work: Path, seconds: int, rounds: int) -> None:
+    side_by_side(work, seconds, rounds, {"uint8 export, fast guided filter": (REPO, ["-m", "rvm-mobilenetv3-int8"]),
+                                         "float32 default, deep guided filter": (REPO, [])})
+
+
+def side_by_side(work: Path, seconds: int, rounds: int, variants: dict[str, tuple[Path, list[str]]]) -> None:
+    """The three cases, each variant (name: (code, extra arguments); the first is what the speed-ups are
+    against) run ``rounds`` times, taking turns."""
     print(f"| input | outputs | {' | '.join(f'{name} fps' for name in variants)} | "
           f"{' | '.join(f'speed-up {name}' for name in list(variants)[1:])} |")
     print("|" + " --- |" * (2 + 2 * len(variants) - 1))
@@ -119,7 +130,8 @@ def compare(work: Path, seconds: int, baseline: Path, rounds: int) -> None:
                                              ["--out", "a.mov", "--fgr", "f.mov"]),
                                             ((960, 540), "alpha ProRes, defaults", ["--out", "a.mov"])):
         clip = make_clip(work / f"clip_{width}x{height}_{seconds}s.mp4", width, height, int(seconds * RATE))
-        run_vmatte([str(clip), *outputs], work, REPO)  # untimed: builds this shape's compiled model, if any
+        for code, extra in variants.values():  # untimed: builds each variant's compiled model for this shape
+            run_vmatte([str(clip), *outputs, *extra], work, code)
         fps: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, (code, extra) in variants.items():
@@ -149,7 +161,8 @@ def main() -> None:
         {"speed": lambda: speed(work, args.seconds),
          "memory": lambda: memory(work, args.seconds, args.long_minutes),
          "checkpoint": lambda: checkpoint_overhead(work, args.seconds),
-         "compare": lambda: compare(work, args.seconds, args.baseline, args.rounds)}[experiment]()
+         "compare": lambda: compare(work, args.seconds, args.baseline, args.rounds),
+         "weights": lambda: weights(work, args.seconds, args.rounds)}[experiment]()
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -1,6 +1,7 @@
-"""Every benchmark command the README shows, run as it is shown but small.
+"""Every benchmark command the README and docs/ show, run as it is shown but small.
 
-The commands are read from README.md (code blocks and inline code alike): each ``python benchmarks/...`` with its
+The commands are read from README.md and the pages in docs/ (code blocks and inline code alike): each
+``python benchmarks/...`` with its
 experiments and flags, ``[--flag]`` given, so a benchmark that no longer runs, or no longer takes the options the
 README gives it, fails here. Only the flags that set how much work a run does are made small (sizes, frame
 counts, rounds, durations), so each takes seconds instead of minutes. The earlier checkout the comparisons run
@@ -21,7 +22,7 @@ import media
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+DOCS = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 COMMAND = re.compile(r"python (benchmarks/\w+\.py)([^`\n]*)")
 # Values the README gives that would make a run long or need a setup -> small ones in their place.
 IN_PLACE = {"--sweep-sizes": "160x90,320x180", "--long-sides": "96,128,160", "--long-minutes": "0.05",
@@ -34,7 +35,10 @@ ADDED = {"benchmarks/quality.py": ["--frames", "30", "--size", "160x90"],
          "benchmarks/stages.py": ["--frames", "2"],
          "benchmarks/encoders.py": ["--frames", "2"],
          "benchmarks/openvino_precision.py": ["--frames", "2", "--rounds", "1"],
-         "benchmarks/cluster.py": ["--clips", "2", "--frames", "4", "--size", "160x90"]}
+         "benchmarks/cluster.py": ["--clips", "2", "--frames", "4", "--size", "160x90"],
+         "benchmarks/ranges.py": ["--clips", "robustness_videos/mmaction2_basketball_2997_426x240.mp4", "--starts",
+                                  "8", "--length", "5", "--width", "96", "--warmups", "preroll:4,replay:cut"],
+         "benchmarks/onnxruntime_loop.py": ["--heights", "540", "--frames", "4", "--rounds", "1"]}
 
 
 BASELINE = re.compile(r"^git worktree add (\S+) ([0-9a-f]{7,40})$", re.MULTILINE)
@@ -52,7 +56,7 @@ def readme_benchmark_commands() -> list[tuple[str, list[str]]]:
     """(script, arguments) of each command; commands that differ only in what ``made_small`` replaces (the same
     experiments at two sizes) run once."""
     commands, seen = [], set()
-    for script, rest in COMMAND.findall(README):
+    for script, rest in COMMAND.findall(DOCS):
         args = shlex.split(re.sub(r"\[(--[^\]]+)\]", r"\1", rest.strip()))
         small = (script, *made_small(script, args, Path("CLIP"), Path("BASE")))
         if small not in seen:
@@ -79,10 +83,10 @@ def baseline(tmp_path_factory) -> Path:
     path replaced by a temporary one)."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: the baseline commit is not here")
-    lines = set(BASELINE.findall(README))
+    lines = set(BASELINE.findall(DOCS))
     assert len(lines) == 1, f"the README names one baseline checkout: {lines}"
     ((path, commit),) = lines
-    assert set(re.findall(r"--baseline (\S+)", README)) == {path}, "the comparisons run against that checkout"
+    assert set(re.findall(r"--baseline (\S+)", DOCS)) == {path}, "the comparisons run against that checkout"
     folder = tmp_path_factory.mktemp("baseline")
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(folder / "clone")], check=True)
     subprocess.run(["git", "worktree", "add", "-q", str(folder / "base"), commit], cwd=folder / "clone", check=True)

@@ -34,7 +34,10 @@ WEIGHTS = media.WEIGHTS_DIR / "rvm_mobilenetv3_tfjs_int8"
 GOLDEN_CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x214_r0.375"]
 SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
 CORRUPT = "robustness_videos/decord_corrupted.mp4"
-NOTICE = re.compile(r"\S+ is not available here; using \S+ \(.*?\) instead")
+# Lines a run may print before its error: a stand-in model, and the model line once it is loaded.
+NOTICE = re.compile(r"\S+ is not available here; using \S+ \(.*?\) instead|"
+                    r"model: \S+ \(\S+\)(, [^,]+ guided filter, \w+ semantics)?, \w+ \S+, (torch|openvino \S+)"
+                    r"(, passes \S+)?")
 
 
 def vmatte(*args) -> object:
@@ -49,7 +52,7 @@ def vmatte_process(*args, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 def assert_clean_failure(code: int, stdout: str, stderr: str, exception: BaseException | None, *needles: str):
-    """Non-zero exit; stderr is one 'error:' line (besides the model fallback notice) naming what is wrong."""
+    """Non-zero exit; stderr is one 'error:' line (besides the model's line) naming what is wrong."""
     assert code != 0, f"exit code 0\nstdout: {stdout}\nstderr: {stderr}"
     assert exception is None or isinstance(exception, SystemExit), f"leaked {exception!r}"
     assert "Traceback" not in stdout + stderr, stderr
@@ -227,7 +230,32 @@ def test_help_shows_examples(args):
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "Examples" in text, f"no examples in 'vmatte {' '.join(args)}':\n{text}"
-    assert "vmatte clip.mp4 --out alpha.mov" in text
+    assert "vmatte clip.mp4 --fgr fgr.mov" in text and "clip.alpha.mov" in text
+
+
+@pytest.mark.parametrize("command", ["", "run", "pull", "info", "eval", "models", "presets"])
+def test_help_fits_80_columns(command):
+    """Every option name shows in full and no line is cut or runs past 80 columns; the run's options come in
+    groups."""
+    import click
+    import typer.main
+
+    args = [command, "--help"] if command else ["--help"]
+    result = subprocess.run([sys.executable, "-m", "vmatte", *args], capture_output=True, text=True, timeout=120,
+                            env={**media.env_for_cli(), "COLUMNS": "80", "TERM": "dumb"})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "\u2026" not in text and "..." not in text.replace("ARGS]...", ""), f"something is cut:\n{text}"
+    assert max(map(len, text.splitlines())) <= 80, text
+    group = typer.main.get_group(app)
+    cli_command = group.commands[command] if command else group
+    names = [name for param in cli_command.params if isinstance(param, click.Option)
+             for name in (*param.opts, *param.secondary_opts) if name.startswith("--")]
+    missing = [name for name in names if not re.search(rf"{re.escape(name)}(?![\w-])", text)]
+    assert not missing, f"option names cut or missing: {missing}\n{text}"
+    if command == "run":
+        for panel in ("Inputs and outputs", "Quality", "Time and range", "Performance", "Batch"):
+            assert panel in text
 
 
 LOADS_NO_TORCH = """
@@ -458,9 +486,14 @@ def test_bad_option(samples_dir, tmp_path, args, needles):
     assert media.visible_entries(tmp_path) == []
 
 
-def test_no_outputs_given(samples_dir, tmp_path):
-    result = vmatte("run", samples_dir / SMALL, "-r", "0.5", "-q")
-    assert_cli_failure(result, "--out")
+def test_no_outputs_given_writes_the_matte_beside_the_clip(samples_dir, tmp_path):
+    """The default the help states: CLIP.alpha.mov beside the clip (a second run finds it finished)."""
+    (tmp_path / "take.mov").symlink_to(samples_dir / SMALL)
+    result = vmatte("run", tmp_path / "take.mov", "-r", "0.5", "-q")
+    assert result.exit_code == 0, result.output
+    assert media.visible_entries(tmp_path) == ["take.alpha.mov", "take.mov"]
+    assert len(media.read_track(tmp_path / "take.alpha.mov").times) == 3
+    assert_cli_failure(vmatte("run", tmp_path / "take.mov", "-r", "0.5", "-q"), "take.alpha.mov", "--overwrite")
 
 
 @pytest.mark.parametrize("option, name", [("--out", "x.mp4"), ("--fgr", "x.mp4"), ("--out", "x.avi")],

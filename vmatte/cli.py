@@ -15,7 +15,7 @@ from .errors import VmatteError
 
 console = Console(stderr=True, highlight=False)
 RUN_EXAMPLES = """
-Examples (vmatte CLIP ... is short for vmatte run CLIP ...):
+Examples ("vmatte CLIP" is short for "vmatte run CLIP"):
 
   vmatte clip.mp4                           # clip.alpha.mov beside it
   vmatte clip.mp4 --fgr fgr.mov             # cut-out, straight alpha
@@ -95,7 +95,7 @@ def run_command(
     number_from: str = typer.Option(None, "--number-from", metavar="FROM", rich_help_panel=IO,
                                     help="Number PNG/EXR frames: source, timecode or from N."),
     fps: str = typer.Option(None, "--fps", metavar="RATE", rich_help_panel=IO,
-                            help="Rate of an image sequence (24000/1001...) \\[default: 25]."),
+                            help="Rate of an image sequence, e.g. 24000/1001 \\[default: 25]."),
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=IO, help="Replace existing outputs."),
     dry_run: bool = typer.Option(False, "--dry-run", rich_help_panel=IO, help="Print the outputs, write nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel=IO, help="No progress bar."),
