@@ -28,6 +28,41 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode="rich", help="Pull people off their background in ordinary video.",
                   epilog=RUN_EXAMPLES)
 
+# Options a run and a preview share (a preview mattes with the options the run would use).
+PRESET_OPTION = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets').")
+BG_OPTION = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video.")
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models').")
+WEIGHTS_OPTION = typer.Option(None, "--weights", help="Weight file to use instead of the model's.")
+QUALITY_OPTION = typer.Option(None, "--quality", help="fast, standard (default) or best: best runs the model on each "
+                                                      "frame, its mirror image and a 1.25x larger internal size, "
+                                                      "median of the mattes (about 3.5x the time).")
+DOWNSAMPLE_RATIO_OPTION = typer.Option(None, "--downsample-ratio", "-r",
+                                       help="Internal scale in (0, 1], a long side like 768px, or auto (long side "
+                                            "about 640 px).")
+DEVICE_OPTION = typer.Option(None, "--device", help="auto, cpu, cuda or mps.")
+PRECISION_OPTION = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16.")
+BACKEND_OPTION = typer.Option(None, "--backend", help="Inference backend: auto (OpenVINO on the CPU where installed, "
+                                                      "else PyTorch), torch or openvino.")
+SEMANTICS_OPTION = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs (the "
+                                                          "TF.js export's, for parity).")
+REFINER_OPTION = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter.")
+CHUNK_OPTION = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4).")
+FPS_OPTION = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 ... "
+                                              "(default 25; video files keep their own).")
+START_OPTION = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
+                                                  "(12.5s) or source timecode (01:00:11:05).")
+END_OPTION = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms.")
+SKIP_CORRUPT_OPTION = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
+                                   help="Repeat the last good frame in place of a corrupt one.")
+PREROLL_OPTION = typer.Option(None, "--preroll", min=0, max=64,
+                              help="Frames run before each shot to settle the recurrent state (0: off; default 16 "
+                                   "for video files, 0 for image sequences).")
+CUTS_OPTION = typer.Option(None, "--cuts/--no-cuts", help="Reset the state at detected hard cuts (default: on for "
+                                                          "video files, off for image sequences).")
+CUT_THRESHOLD_OPTION = typer.Option(None, "--cut-threshold", min=0.0,
+                                    help="Frame-difference score (0-255) above which a cut is detected.")
+SMOOTH_OPTION = typer.Option(None, "--smooth", help="Temporal smoothing of the matte: none or ofd (one-frame delay; "
+                                                    "default for MODNet).")
 
 
 def say(message: str, prefix: str = "") -> None:
@@ -77,7 +112,7 @@ def run_command(
     fgr: str = typer.Option(None, "--fgr", help="Foreground with alpha: .mov, PNG or EXR sequence."),
     comp: str = typer.Option(None, "--comp", help="Composite over --bg: .mov, .mp4 (H.264 preview), PNGs or "
                                                   "EXRs."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or .toml file (see 'vmatte presets')."),
+    preset: str = PRESET_OPTION,
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for outputs named by the preset's templates "
                                                          "(batch: mirrors the input folder)."),
     out_template: list[str] = typer.Option(None, "--out-template", help="KIND=TEMPLATE, e.g. "
@@ -90,86 +125,64 @@ def run_command(
                                                 "'ray start' or RAY_ADDRESS names), host:port or ray://host:port."),
     split: str = typer.Option(None, "--split", help="With --ray: 'shots' runs each shot of a clip (cut at hard cuts) "
                                                     "as its own unit; same output."),
-    bg: str = typer.Option(None, "--bg", help="Composite background: colour name or hex, image, or video."),
-    model: str = typer.Option(None, "--model", "-m", help="Model name (see 'vmatte models')."),
-    weights: Path = typer.Option(None, "--weights", help="Weight file to use instead of the model's."),
-    quality: str = typer.Option(None, "--quality", help="fast, standard (default) or best: best runs the model "
-                                                        "on each frame, its mirror image and a 1.25x larger "
-                                                        "internal size, median of the mattes (about 3.5x the "
-                                                        "time)."),
-    downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r",
-                                         help="Internal scale in (0, 1], a long side like 768px, or auto "
-                                              "(long side about 640 px)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
-    backend: str = typer.Option(None, "--backend", help="Inference backend: auto (OpenVINO on the CPU where "
-                                                        "installed, else PyTorch), torch or openvino."),
-    semantics: str = typer.Option(None, "--semantics", help="Numerics: torch (official PyTorch, default) or tfjs "
-                                                            "(the TF.js export's, for parity)."),
-    refiner: str = typer.Option(None, "--refiner", help="deep_guided_filter or fast_guided_filter."),
-    chunk: int = typer.Option(None, "--chunk", min=1, max=64, help="Frames per model call (default 4)."),
+    bg: str = BG_OPTION,
+    model: str = MODEL_OPTION,
+    weights: Path = WEIGHTS_OPTION,
+    quality: str = QUALITY_OPTION,
+    downsample_ratio: str = DOWNSAMPLE_RATIO_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    backend: str = BACKEND_OPTION,
+    semantics: str = SEMANTICS_OPTION,
+    refiner: str = REFINER_OPTION,
+    chunk: int = CHUNK_OPTION,
     png_depth: int = typer.Option(None, "--png-depth", help="Bit depth of PNG outputs: 8 or 16 (default)."),
     premultiplied: bool = typer.Option(None, "--premultiplied/--straight",
                                        help="Premultiply the foreground by alpha (default straight)."),
-    fps: str = typer.Option(None, "--fps", help="Frame rate of an image-sequence input: 24, 23.976, 24000/1001 "
-                                                "... (default 25; video files keep their own)."),
-    start: str = typer.Option(None, "--start", help="First frame to matte: frame number (0 is the first), seconds "
-                                                    "(12.5s) or source timecode (01:00:11:05)."),
-    end: str = typer.Option(None, "--end", help="Frame after the last to matte (exclusive); same forms."),
+    fps: str = FPS_OPTION,
+    start: str = START_OPTION,
+    end: str = END_OPTION,
     exr_display_encoded: bool = typer.Option(None, "--exr-display-encoded/--exr-linear",
                                              help="OpenEXR colour as the source encodes it (default: linearised "
                                                   "from its transfer function)."),
     number_from: str = typer.Option(None, "--number-from", help="Number image-sequence outputs by source frame "
                                                                 "(source, default) or by timecode frame count."),
-    skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt",
-                                      help="Repeat the last good frame in place of a corrupt one."),
-    preroll: int = typer.Option(None, "--preroll", min=0, max=64,
-                                help="Frames run before each shot to settle the recurrent state (0: off; "
-                                     "default 16 for video files, 0 for image sequences)."),
-    cuts: bool = typer.Option(None, "--cuts/--no-cuts", help="Reset the state at detected hard cuts (default: "
-                                                               "on for video files, off for image sequences)."),
-    cut_threshold: float = typer.Option(None, "--cut-threshold", min=0.0,
-                                        help="Frame-difference score (0-255) above which a cut is detected."),
-    smooth: str = typer.Option(None, "--smooth", help="Temporal smoothing of the matte: none or ofd "
-                                                     "(one-frame delay; default for MODNet)."),
+    skip_corrupt: bool = SKIP_CORRUPT_OPTION,
+    preroll: int = PREROLL_OPTION,
+    cuts: bool = CUTS_OPTION,
+    cut_threshold: float = CUT_THRESHOLD_OPTION,
+    smooth: str = SMOOTH_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard saved progress of an interrupted run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be written, write nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    report: Path = typer.Option(None, "--report", help="Also write a review report (HTML): per clip settings, "
+                                                       "outputs, timings, a contact sheet, per-frame curves and "
+                                                       "the frames worth a look."),
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
-    from .io.clip_range import check_position
-    from .io.sequence import folder_images, is_sequence
-    from .models.weights import DEFAULT_MODEL
-    from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
-    from .settings import NUMBER_FROM, quality_level
+    from .io.sequence import folder_images
+    from .presets import merge_templates, render_outputs
+    from .settings import NUMBER_FROM
 
     with user_errors():
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
-        overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
-                           semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
-                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt, quality=quality,
-                           exr_display_encoded=exr_display_encoded)
-        if quality is not None:
-            quality_level(quality)  # a wrong name fails here, before anything is opened
-        if downsample_ratio is not None:
-            overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
-        if fps is not None:
-            if not is_sequence(input):
-                raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
-                                  "(--fps is for image sequences)")
-            overrides["sequence_fps"] = parse_frame_rate(fps)
         if number_from not in (None, *NUMBER_FROM):
             raise VmatteError(f"--number-from {number_from}: choose {' or '.join(NUMBER_FROM)}")
-        overrides.update(_given(start=start and check_position("--start", start),
-                                end=end and check_position("--end", end), number_from=number_from))
-        overrides.update(overwrite=overwrite, fresh=fresh)
-        chosen = load_preset(preset) if preset else None
-        options = chosen.apply(overrides) if chosen else overrides
-        options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold,
-                                               smooth)
+        if report is not None:
+            from .report import check_report_path
+
+            check_report_path(report)
+        chosen, options = job_options(
+            input, preset, _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
+                                  semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
+                                  premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt,
+                                  quality=quality, exr_display_encoded=exr_display_encoded, number_from=number_from),
+            downsample_ratio=downsample_ratio, fps=fps, start=start, end=end, preroll=preroll, cuts=cuts,
+            cut_threshold=cut_threshold, smooth=smooth)
+        options.update(overwrite=overwrite, fresh=fresh)
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
@@ -182,12 +195,42 @@ def run_command(
             if not templates:
                 raise VmatteError("a folder of videos needs output names: give --preset NAME or "
                                   "--out-template KIND=TEMPLATE (for example alpha={stem}.alpha.mov)")
-            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split)
+            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split,
+                       report)
             return
         if ray is not None or split is not None:
             raise VmatteError("--ray and --split run a batch: give a folder of videos")
         outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
-        _run_single(input, outputs, options, dry_run, quiet)
+        _run_single(input, outputs, options, dry_run, quiet, report)
+
+
+def job_options(input: Path, preset: str | None, given: dict, *, downsample_ratio: str | None, fps: str | None,
+                start: str | None, end: str | None, preroll: int | None, cuts: bool | None,
+                cut_threshold: float | None, smooth: str | None) -> tuple:
+    """(the preset chosen or None, JobSettings keyword arguments) from the options given on the command line
+    (``given``: those that need no parsing) over the preset's: what a run and a preview share."""
+    from .io.clip_range import check_position
+    from .io.sequence import is_sequence
+    from .models.weights import DEFAULT_MODEL
+    from .presets import load_preset, parse_downsample_ratio, parse_frame_rate
+    from .settings import quality_level
+
+    overrides = dict(given)
+    if "quality" in given:
+        quality_level(given["quality"])  # a wrong name fails here, before anything is opened
+    if downsample_ratio is not None:
+        overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
+    if fps is not None:
+        if not is_sequence(input):
+            raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
+                              "(--fps is for image sequences)")
+        overrides["sequence_fps"] = parse_frame_rate(fps)
+    overrides.update(_given(start=start and check_position("--start", start),
+                            end=end and check_position("--end", end)))
+    chosen = load_preset(preset) if preset else None
+    options = chosen.apply(overrides) if chosen else overrides
+    options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold, smooth)
+    return chosen, options
 
 
 def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_threshold: float | None,
@@ -205,7 +248,8 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
                            smooth=None if smooth == "none" else smooth)
 
 
-def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
+def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool,
+                report: Path | None) -> None:
     from .pipeline import FrameRate, check_outputs, run_job
     from .presets import job_settings
 
@@ -231,10 +275,17 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
     if not quiet:
         say(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in {result.seconds:.1f} s "
             f"({result.fps:.1f} fps)")
+    if report is not None:
+        from .batch import finished_clip
+        from .report import write_report
+
+        write_report(report, [finished_clip(input, input.name, result.outputs, result)], result.seconds)
+        say(f"report: {report}")
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
-               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None) -> None:
+               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None,
+               report_path: Path | None) -> None:
     from .batch import find_videos, render_report, run_batch
     from .presets import render_outputs
 
@@ -249,6 +300,8 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
         return
     if split is not None and ray is None:
         raise VmatteError("--split runs shots as separate units on Ray: add --ray local (or a cluster's address)")
+    if report_path is not None and ray is not None:
+        raise VmatteError("--report: a batch on Ray gathers no per-frame statistics yet; run it without --ray")
     with make_progress(quiet) as progress:
         if ray is not None:
             from .cluster import run_batch_on_ray
@@ -260,8 +313,88 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
             report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
                                progress=None if quiet else progress, notice=say)
     console.print(render_report(report))
+    if report_path is not None:
+        from .report import write_report
+
+        write_report(report_path, report.clips, report.seconds)
+        say(f"report: {report_path}")
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("preview")
+def preview_command(
+    input: Path = typer.Argument(..., help="Video file, image sequence, or a folder of videos."),
+    frames: int = typer.Option(12, "--frames", "-n", min=1, max=100, help="Frames to matte, spread evenly."),
+    out: Path = typer.Option(None, "--out", "-o", help="Contact sheet (.png; default NAME.preview.png here); for a "
+                                                       "folder of videos, the folder the sheets go in (default "
+                                                       "previews/)."),
+    preset: str = PRESET_OPTION,
+    model: str = MODEL_OPTION,
+    weights: Path = WEIGHTS_OPTION,
+    quality: str = QUALITY_OPTION,
+    downsample_ratio: str = DOWNSAMPLE_RATIO_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    backend: str = BACKEND_OPTION,
+    semantics: str = SEMANTICS_OPTION,
+    refiner: str = REFINER_OPTION,
+    chunk: int = CHUNK_OPTION,
+    fps: str = FPS_OPTION,
+    start: str = START_OPTION,
+    end: str = END_OPTION,
+    skip_corrupt: bool = SKIP_CORRUPT_OPTION,
+    preroll: int = PREROLL_OPTION,
+    cuts: bool = CUTS_OPTION,
+    cut_threshold: float = CUT_THRESHOLD_OPTION,
+    smooth: str = SMOOTH_OPTION,
+) -> None:
+    """Matte a few evenly spaced frames, each after a warm-up as in a full run, into one contact sheet (source,
+    matte, composite over a checkerboard), and estimate how long the full run will take."""
+    from .batch import find_videos
+    from .io.sequence import folder_images, is_pattern
+    from .pipeline import load_engine
+    from .presets import job_settings
+    from .preview import check_sheet_path, make_preview
+
+    with user_errors():
+        _, options = job_options(
+            input, preset, _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
+                                  semantics=semantics, refiner=refiner, chunk=chunk, skip_corrupt=skip_corrupt,
+                                  quality=quality),
+            downsample_ratio=downsample_ratio, fps=fps, start=start, end=end, preroll=preroll, cuts=cuts,
+            cut_threshold=cut_threshold, smooth=smooth)
+        if input.is_dir() and not folder_images(input):
+            clips = find_videos(input)[0]
+            if not clips:
+                raise VmatteError(f"{input}: no videos or images in it")
+            folder = out or Path("previews")
+            folder.mkdir(parents=True, exist_ok=True)
+            sheets = [folder / f"{clip.name}.preview.png" for clip in clips]
+        else:
+            clips = [input]
+            name = input.parent.name if is_pattern(str(input)) else Path(str(input).rstrip("/")).name
+            sheets = [out or Path(f"{name}.preview.png")]
+        for sheet in sheets:
+            check_sheet_path(sheet)
+        settings = [job_settings(clip, {}, options) for clip in clips]
+        engine = load_engine(settings[0], notice=say)
+        total = 0.0
+        for one, sheet in zip(settings, sheets):
+            preview = make_preview(one, sheet, frames, engine=engine, notice=say)
+            total += preview.full_run_seconds
+            typer.echo(str(preview.sheet))
+            say(f"{one.input.name}: {frames if frames < preview.frames else preview.frames} frames in "
+                f"{preview.seconds:.1f} s; the full run of {preview.frames} frames will take about "
+                f"{_duration(preview.full_run_seconds)} on this machine")
+        if len(sheets) > 1:
+            say(f"all {len(sheets)} clips: about {_duration(total)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 @app.command("eval")
@@ -394,7 +527,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def with_command(argv: list[str]) -> list[str]:
     """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    commands = {"run", "info", "models", "presets", "eval"}
+    commands = {"run", "info", "models", "presets", "eval", "preview"}
     return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
 
 
