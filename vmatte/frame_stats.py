@@ -3,10 +3,11 @@
 For every frame, on small copies of the picture and the matte (long side ``WORK_LONG_SIDE``):
 
 * coverage: the share of the picture the matte covers (mean alpha), in percent;
-* chatter: change of the matte at its edges that the picture does not explain. Where the matte's edge moves
-  while the picture there stays the same, the matte is wrong in one of the two frames; where the picture changes
-  (the subject moves), the matte should change too, so that change is discounted. On dtSSD's scale (root mean
-  square over the frame, x100), which it estimates without a ground truth (docs/review.md has how well);
+* chatter: change of the matte at its edges that the picture's motion does not explain. The previous matte is
+  moved along the picture's motion (dense optical flow between the two frames), and what still differs from this
+  frame's matte is chatter: an edge that moves while the picture there holds still. Where the flow cannot follow
+  the picture (occlusions, new content) nothing is counted. On dtSSD's scale (root mean square over the frame,
+  x100), which it estimates without a ground truth (docs/review.md has how well);
 * holes: pixels inside the person's silhouette (its outline filled, less a thin rim) that the matte leaves
   mostly transparent, in percent of the silhouette.
 
@@ -36,15 +37,15 @@ SHEET_FRAMES = 12  # evenly spaced frames kept for the report's contact sheet
 KEPT_WORST = 8  # frames kept as thumbnails per score, the worst so far: flagged frames are among them
 EDGE_LOW, EDGE_HIGH = 0.02, 0.98  # alpha strictly between: the matte's soft edge
 EDGE_REACH = 2  # px (at the working size) the edge band reaches out, so a moved edge is inside it either frame
-# Picture change (grey, 0-1) at which a matte change counts as fully explained by motion. Sensor noise after the
-# blur stays well under it; an edge of a moving subject against its background changes by more.
-MOTION_EXPLAINS = 0.08
+# Picture mismatch (grey, 0-1) after following the flow at which the flow counts as lost there (occlusion, new
+# content): the matte's change there is not counted. Sensor noise after the blur stays well under it.
+FLOW_LOST = 0.08
 CORE_RIM = 2  # px (at the working size) of the silhouette's border left out of the core
 SCORES = ("chatter", "holes")
 # An outlier: above the clip's median by OUTLIER_SPREADS robust spreads (1.4826 x median absolute deviation),
 # and above the floor, under which a frame is fine whatever its clip (chatter: a dtSSD this low is invisible).
 OUTLIER_SPREADS = 4.0
-FLOORS = {"chatter": 0.3, "holes": 2.0}
+FLOORS = {"chatter": 1.5, "holes": 2.0}
 
 
 def working_size(height: int, width: int) -> tuple[int, int]:
@@ -61,19 +62,28 @@ def small_picture(rgb: np.ndarray) -> np.ndarray:
 
 
 def _grey(picture: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
-    return cv2.GaussianBlur(grey, (3, 3), 0)  # sensor noise is not motion
+    """Grey, uint8, lightly blurred: sensor noise is not motion."""
+    return cv2.GaussianBlur(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), (3, 3), 0)
 
 
-def chatter_score(alpha: np.ndarray, previous_alpha: np.ndarray, grey: np.ndarray,
-                  previous_grey: np.ndarray) -> float:
-    """Change of the matte in its edge band that the picture's change does not explain (dtSSD's scale)."""
+def new_flow() -> cv2.DISOpticalFlow:
+    """Dense optical flow, fast preset: a few ms at the working size."""
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+
+def chatter_score(alpha: np.ndarray, previous_alpha: np.ndarray, grey: np.ndarray, previous_grey: np.ndarray,
+                  flow: cv2.DISOpticalFlow) -> float:
+    """Change of the matte in its edge band that the picture's motion does not explain (dtSSD's scale)."""
+    motion = flow.calc(grey, previous_grey, None)  # where each pixel of this frame was in the previous one
+    ys, xs = np.indices(alpha.shape, dtype=np.float32)
+    map_x, map_y = xs + motion[..., 0], ys + motion[..., 1]
+    moved_alpha, moved_grey = (cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                               for image in (previous_alpha, previous_grey.astype(np.float32) / 255))
+    lost = np.clip(np.abs(grey.astype(np.float32) / 255 - moved_grey) / FLOW_LOST, 0, 1)
+    unexplained = np.abs(alpha - moved_alpha) * (1 - lost)
     kernel = np.ones((2 * EDGE_REACH + 1,) * 2, np.uint8)
-    soft = ((alpha > EDGE_LOW) & (alpha < EDGE_HIGH)) | ((previous_alpha > EDGE_LOW) & (previous_alpha < EDGE_HIGH))
+    soft = ((alpha > EDGE_LOW) & (alpha < EDGE_HIGH)) | ((moved_alpha > EDGE_LOW) & (moved_alpha < EDGE_HIGH))
     band = cv2.dilate(soft.astype(np.uint8), kernel) > 0
-    # Motion next to a pixel explains its change too: an edge moves onto pixels whose own picture barely changed.
-    motion = cv2.dilate(np.abs(grey - previous_grey), kernel)
-    unexplained = np.abs(alpha - previous_alpha) * (1 - np.clip(motion / MOTION_EXPLAINS, 0, 1))
     return float(np.sqrt(np.square(unexplained[band]).sum() / alpha.size) * 100)
 
 
@@ -124,6 +134,7 @@ class FrameStats:
         self._pictures: dict[int, tuple[float, np.ndarray]] = {}  # seen, not yet added: index -> (time, picture)
         # (grey, alpha, cut-test thumbnail) of the last frame added
         self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._flow = new_flow()
         self._lock = threading.Lock()  # ``see`` and ``save`` run on different threads
 
     def see(self, frames: list[SourceFrame]) -> None:
@@ -142,7 +153,8 @@ class FrameStats:
         self.coverage.append(float(alpha.mean() * 100))
         # A shot's first frame has no previous frame to flicker against (the cut test is the pipeline's).
         new_shot = self._previous is None or cut_score(self._previous[2], cut_thumbnail) > DEFAULT_CUT_THRESHOLD
-        self.chatter.append(0.0 if new_shot else chatter_score(alpha, self._previous[1], grey, self._previous[0]))
+        self.chatter.append(0.0 if new_shot else chatter_score(alpha, self._previous[1], grey, self._previous[0],
+                                                               self._flow))
         self.holes.append(holes_score(alpha))
         self._previous = grey, alpha, cut_thumbnail
         kept = None

@@ -32,7 +32,7 @@ class PreviewFrame:
     source: SourceFrame  # indexed in the whole clip
     matte: MattedFrame
     seconds: float  # its warm-up and matting, decoding included
-    model_frames: int  # frames through the model for it: warm-up and itself
+    model_frames: int  # frames through the model for it: warm-up (or pre-roll) and those matted
 
 
 @dataclass
@@ -56,16 +56,21 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
         try:
             for index in evenly_spaced(span.first, span.end, count):
                 started = time.perf_counter()
-                one = RangeSource(source, FrameRange(index, index + 1))  # not closed: it would close the clip
+                # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so
+                # the preview takes them too (and keeps only the first matte).
+                length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
+                one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
                 stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
                 warm_up = list(one.warm_up_frames(temporal.preroll))
                 stream.warm_up(warm_up)
-                frame = next(one.frames(0))
-                matte = next(item for item in stream.push([frame]) + stream.finish() if isinstance(item, MattedFrame))
+                frames = list(one.frames(0))
+                frame = frames[0]
+                matte = next(item for item in stream.push(frames) + stream.finish() if isinstance(item, MattedFrame))
                 pts = source.pts[index]  # the range's own frame is moved to where the clip starts
                 clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
                                          frame.rgb)
-                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, len(warm_up) + 1)
+                model_frames = len(warm_up) + len(frames) * (2 if index == 0 and temporal.preroll else 1)
+                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames)
         finally:
             source.close()
 

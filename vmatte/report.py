@@ -76,8 +76,10 @@ def check_report_path(path: Path) -> None:
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise VmatteError(f"--report {path}: a report is an .html file")
-    if not path.parent.is_dir():
-        raise VmatteError(f"--report {path}: the folder {path.parent} does not exist")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VmatteError(f"--report {path}: cannot create the folder {path.parent} ({exc.strerror})") from None
     if not os.access(path.parent, os.W_OK):
         raise VmatteError(f"--report {path}: the folder {path.parent} is not writable")
 
