@@ -32,10 +32,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import VmatteError
+from .frame_stats import FrameStats
 from .inference import MattingEngine
 from .io.sequence import is_pattern
 from .outputs import existing_output
-from .pipeline import FrameRate, Interrupted, JobSettings, load_engine, run_job
+from .pipeline import FrameRate, Interrupted, JobResult, JobSettings, load_engine, run_job
 from .presets import job_settings, render_outputs
 from .resume import work_dir_for
 
@@ -60,6 +61,8 @@ class ClipResult:
     seconds: float = 0.0
     fps: float = 0.0  # of the frames this run did (a resumed clip did only the rest)
     message: str = ""  # the error of a failed clip; why a clip was skipped; notes from the run
+    stats: FrameStats | None = None  # of a clip this run mattes, for a review report
+    described: dict[str, str] = field(default_factory=dict)  # the settings that shaped its mattes
 
 
 @dataclass
@@ -268,8 +271,14 @@ def run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object
         return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=str(exc))
     except Exception as exc:  # an unexpected error in one clip must not end the batch; it is reported
         return ClipResult(clip.input, clip.name, FAILED, clip.outputs, message=f"{type(exc).__name__}: {exc}")
+    return finished_clip(clip.input, clip.name, clip.outputs, job)
+
+
+def finished_clip(input: Path, name: str, outputs: dict[str, str], job: JobResult) -> ClipResult:
+    """A clip's result from its finished job."""
     notes = ([f"resumed from frame {job.resumed_from}"] if job.resumed_from else []) + job.notes
-    return ClipResult(clip.input, clip.name, DONE, clip.outputs, job.frames, job.seconds, job.fps, "; ".join(notes))
+    return ClipResult(input, name, DONE, outputs, job.frames, job.seconds, job.fps, "; ".join(notes), job.stats,
+                      job.described)
 
 
 def render_report(report: BatchReport) -> Group:

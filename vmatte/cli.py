@@ -72,6 +72,47 @@ def _given(**options) -> dict:
 
 
 IO, QUALITY, TIME, SPEED, BATCH = "Inputs and outputs", "Quality", "Time and range", "Performance", "Batch"
+# Options a run and a preview share (a preview mattes with the options the run would use).
+BG_OPTION = typer.Option(None, "--bg", metavar="BG", rich_help_panel=IO,
+                         help="Composite background: colour, image or video.")
+FPS_OPTION = typer.Option(None, "--fps", metavar="RATE", rich_help_panel=IO,
+                          help="Rate of an image sequence, e.g. 24000/1001 \\[default: 25].")
+QUALITY_OPTION = typer.Option(None, "--quality", metavar="LEVEL", rich_help_panel=QUALITY,
+                              help="fast, standard or best (3 passes, ~3.5x time) \\[default: standard].")
+DOWNSAMPLE_RATIO_OPTION = typer.Option(None, "--downsample-ratio", "-r", metavar="R", rich_help_panel=QUALITY,
+                                       help="Internal scale (0, 1], 768px, or auto (640 px long side).")
+MODEL_OPTION = typer.Option(None, "--model", "-m", metavar="NAME", rich_help_panel=QUALITY,
+                            help="Model (see 'vmatte models').")
+WEIGHTS_OPTION = typer.Option(None, "--weights", metavar="FILE", rich_help_panel=QUALITY,
+                              help="Weight file instead of the model's.")
+REFINER_OPTION = typer.Option(None, "--refiner", metavar="NAME", rich_help_panel=QUALITY,
+                              help="deep_guided_filter or fast_guided_filter.")
+SEMANTICS_OPTION = typer.Option(None, "--semantics", metavar="NAME", rich_help_panel=QUALITY,
+                                help="Numerics: torch (default) or tfjs.")
+PREROLL_OPTION = typer.Option(None, "--preroll", metavar="N", min=0, max=64, rich_help_panel=QUALITY,
+                              help="Frames to settle the state per shot (0-64) \\[default: 16 video, 0 images].")
+CUTS_OPTION = typer.Option(None, "--cuts/--no-cuts", rich_help_panel=QUALITY,
+                           help="Reset at hard cuts \\[default: on for video].")
+CUT_THRESHOLD_OPTION = typer.Option(None, "--cut-threshold", metavar="T", min=0.0, rich_help_panel=QUALITY,
+                                    help="Frame difference (0-255) that is a cut.")
+SMOOTH_OPTION = typer.Option(None, "--smooth", metavar="HOW", rich_help_panel=QUALITY,
+                             help="none or ofd \\[default: ofd for MODNet].")
+START_OPTION = typer.Option(None, "--start", metavar="AT", rich_help_panel=TIME,
+                            help="First frame: number, 12.5s or timecode 01:00:11:05.")
+END_OPTION = typer.Option(None, "--end", metavar="AT", rich_help_panel=TIME,
+                          help="Frame after the last (exclusive), same forms.")
+SKIP_CORRUPT_OPTION = typer.Option(None, "--skip-corrupt/--stop-on-corrupt", rich_help_panel=TIME,
+                                   help="Repeat the last good frame for a corrupt one.")
+DEVICE_OPTION = typer.Option(None, "--device", metavar="NAME", rich_help_panel=SPEED,
+                             help="auto, cpu, cuda or mps.")
+PRECISION_OPTION = typer.Option(None, "--precision", metavar="NAME", rich_help_panel=SPEED,
+                                help="auto, fp32, fp16 or bf16.")
+BACKEND_OPTION = typer.Option(None, "--backend", metavar="NAME", rich_help_panel=SPEED,
+                              help="auto, torch or openvino (auto: OpenVINO on CPUs).")
+CHUNK_OPTION = typer.Option(None, "--chunk", metavar="N", min=1, max=64, rich_help_panel=SPEED,
+                            help="Frames per model call (1-64) \\[default: 4].")
+PRESET_OPTION = typer.Option(None, "--preset", "-p", metavar="NAME", rich_help_panel=BATCH,
+                             help="Preset name or .toml (see 'vmatte presets').")
 
 
 @app.command("run", epilog=RUN_EXAMPLES)
@@ -84,8 +125,7 @@ def run_command(
                             help="Foreground with alpha: .mov, .webm, PNGs or EXRs."),
     comp: str = typer.Option(None, "--comp", metavar="PATH", rich_help_panel=IO,
                              help="Composite over --bg: .mov, .mp4 (preview), PNGs or EXRs."),
-    bg: str = typer.Option(None, "--bg", metavar="BG", rich_help_panel=IO,
-                           help="Composite background: colour, image or video."),
+    bg: str = BG_OPTION,
     png_depth: int = typer.Option(None, "--png-depth", metavar="8|16", rich_help_panel=IO,
                                   help="PNG bit depth \\[default: 16]."),
     premultiplied: bool = typer.Option(None, "--premultiplied/--straight", rich_help_panel=IO,
@@ -94,48 +134,31 @@ def run_command(
                                              help="EXR values as the source encodes them \\[default: linear]."),
     number_from: str = typer.Option(None, "--number-from", metavar="FROM", rich_help_panel=IO,
                                     help="Number PNG/EXR frames: source, timecode or from N."),
-    fps: str = typer.Option(None, "--fps", metavar="RATE", rich_help_panel=IO,
-                            help="Rate of an image sequence, e.g. 24000/1001 \\[default: 25]."),
+    fps: str = FPS_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=IO, help="Replace existing outputs."),
     dry_run: bool = typer.Option(False, "--dry-run", rich_help_panel=IO, help="Print the outputs, write nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel=IO, help="No progress bar."),
-    quality: str = typer.Option(None, "--quality", metavar="LEVEL", rich_help_panel=QUALITY,
-                                help="fast, standard or best (3 passes, ~3.5x time) \\[default: standard]."),
-    downsample_ratio: str = typer.Option(None, "--downsample-ratio", "-r", metavar="R", rich_help_panel=QUALITY,
-                                         help="Internal scale (0, 1], 768px, or auto (640 px long side)."),
-    model: str = typer.Option(None, "--model", "-m", metavar="NAME", rich_help_panel=QUALITY,
-                              help="Model (see 'vmatte models')."),
-    weights: Path = typer.Option(None, "--weights", metavar="FILE", rich_help_panel=QUALITY,
-                                 help="Weight file instead of the model's."),
-    refiner: str = typer.Option(None, "--refiner", metavar="NAME", rich_help_panel=QUALITY,
-                                help="deep_guided_filter or fast_guided_filter."),
-    semantics: str = typer.Option(None, "--semantics", metavar="NAME", rich_help_panel=QUALITY,
-                                  help="Numerics: torch (default) or tfjs."),
-    preroll: int = typer.Option(None, "--preroll", metavar="N", min=0, max=64, rich_help_panel=QUALITY,
-                                help="Frames to settle the state per shot (0-64) \\[default: 16 video, 0 images]."),
-    cuts: bool = typer.Option(None, "--cuts/--no-cuts", rich_help_panel=QUALITY,
-                              help="Reset at hard cuts \\[default: on for video]."),
-    cut_threshold: float = typer.Option(None, "--cut-threshold", metavar="T", min=0.0, rich_help_panel=QUALITY,
-                                        help="Frame difference (0-255) that is a cut."),
-    smooth: str = typer.Option(None, "--smooth", metavar="HOW", rich_help_panel=QUALITY,
-                               help="none or ofd \\[default: ofd for MODNet]."),
-    start: str = typer.Option(None, "--start", metavar="AT", rich_help_panel=TIME,
-                              help="First frame: number, 12.5s or timecode 01:00:11:05."),
-    end: str = typer.Option(None, "--end", metavar="AT", rich_help_panel=TIME,
-                            help="Frame after the last (exclusive), same forms."),
-    skip_corrupt: bool = typer.Option(None, "--skip-corrupt/--stop-on-corrupt", rich_help_panel=TIME,
-                                      help="Repeat the last good frame for a corrupt one."),
+    report: Path = typer.Option(None, "--report", metavar="HTML", rich_help_panel=IO,
+                                help="Also write a review report: sheet, curves, frames to check."),
+    quality: str = QUALITY_OPTION,
+    downsample_ratio: str = DOWNSAMPLE_RATIO_OPTION,
+    model: str = MODEL_OPTION,
+    weights: Path = WEIGHTS_OPTION,
+    refiner: str = REFINER_OPTION,
+    semantics: str = SEMANTICS_OPTION,
+    preroll: int = PREROLL_OPTION,
+    cuts: bool = CUTS_OPTION,
+    cut_threshold: float = CUT_THRESHOLD_OPTION,
+    smooth: str = SMOOTH_OPTION,
+    start: str = START_OPTION,
+    end: str = END_OPTION,
+    skip_corrupt: bool = SKIP_CORRUPT_OPTION,
     fresh: bool = typer.Option(False, "--fresh", rich_help_panel=TIME, help="Start over, not resume."),
-    device: str = typer.Option(None, "--device", metavar="NAME", rich_help_panel=SPEED,
-                               help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option(None, "--precision", metavar="NAME", rich_help_panel=SPEED,
-                                  help="auto, fp32, fp16 or bf16."),
-    backend: str = typer.Option(None, "--backend", metavar="NAME", rich_help_panel=SPEED,
-                                help="auto, torch or openvino (auto: OpenVINO on CPUs)."),
-    chunk: int = typer.Option(None, "--chunk", metavar="N", min=1, max=64, rich_help_panel=SPEED,
-                              help="Frames per model call (1-64) \\[default: 4]."),
-    preset: str = typer.Option(None, "--preset", "-p", metavar="NAME", rich_help_panel=BATCH,
-                               help="Preset name or .toml (see 'vmatte presets')."),
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    backend: str = BACKEND_OPTION,
+    chunk: int = CHUNK_OPTION,
+    preset: str = PRESET_OPTION,
     out_dir: Path = typer.Option(None, "--out-dir", metavar="DIR", rich_help_panel=BATCH,
                                  help="Folder for outputs named by templates."),
     out_template: list[str] = typer.Option(None, "--out-template", metavar="K=T", rich_help_panel=BATCH,
@@ -152,44 +175,27 @@ def run_command(
 ) -> None:
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
-    from .io.clip_range import check_position
-    from .io.sequence import folder_images, is_sequence
-    from .models.weights import DEFAULT_MODEL
-    from .presets import (
-        DEFAULT_OUTPUTS,
-        load_preset,
-        merge_templates,
-        parse_downsample_ratio,
-        parse_frame_rate,
-        render_outputs,
-    )
-    from .settings import check_number_from, quality_level
+    from .io.sequence import folder_images
+    from .presets import DEFAULT_OUTPUTS, merge_templates, render_outputs
+    from .settings import check_number_from
 
     with user_errors():
         if png_depth not in (None, 8, 16):
             raise VmatteError(f"--png-depth {png_depth}: choose 8 or 16")
-        overrides = _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
-                           semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
-                           premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt, quality=quality,
-                           exr_display_encoded=exr_display_encoded)
-        if quality is not None:
-            quality_level(quality)  # a wrong name fails here, before anything is opened
-        if downsample_ratio is not None:
-            overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
-        if fps is not None:
-            if not is_sequence(input):
-                raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
-                                  "(--fps is for image sequences)")
-            overrides["sequence_fps"] = parse_frame_rate(fps)
         if number_from is not None:
             check_number_from(number_from)
-        overrides.update(_given(start=start and check_position("--start", start),
-                                end=end and check_position("--end", end), number_from=number_from))
-        overrides.update(overwrite=overwrite, fresh=fresh)
-        chosen = load_preset(preset) if preset else None
-        options = chosen.apply(overrides) if chosen else overrides
-        options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold,
-                                               smooth)
+        if report is not None:
+            from .report import check_report_path
+
+            check_report_path(report)
+        chosen, options = job_options(
+            input, preset, _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
+                                  semantics=semantics, refiner=refiner, chunk=chunk, png_depth=png_depth,
+                                  premultiplied=premultiplied, background=bg, skip_corrupt=skip_corrupt,
+                                  quality=quality, exr_display_encoded=exr_display_encoded, number_from=number_from),
+            downsample_ratio=downsample_ratio, fps=fps, start=start, end=end, preroll=preroll, cuts=cuts,
+            cut_threshold=cut_threshold, smooth=smooth)
+        options.update(overwrite=overwrite, fresh=fresh)
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
@@ -201,12 +207,42 @@ def run_command(
             if explicit:
                 raise VmatteError("a folder of videos takes --preset/--out-template and --out-dir, not --out, "
                                   "--fgr or --comp (each clip needs its own names)")
-            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split)
+            _run_batch(input, out_dir or input, templates, options, recursive, glob, jobs, dry_run, quiet, ray, split,
+                       report)
             return
         if ray is not None or split is not None:
             raise VmatteError("--ray and --split run a batch: give a folder of videos")
         outputs = {**render_outputs(templates, input, out_dir or input.parent), **explicit}
-        _run_single(input, outputs, options, dry_run, quiet)
+        _run_single(input, outputs, options, dry_run, quiet, report)
+
+
+def job_options(input: Path, preset: str | None, given: dict, *, downsample_ratio: str | None, fps: str | None,
+                start: str | None, end: str | None, preroll: int | None, cuts: bool | None,
+                cut_threshold: float | None, smooth: str | None) -> tuple:
+    """(the preset chosen or None, JobSettings keyword arguments) from the options given on the command line
+    (``given``: those that need no parsing) over the preset's: what a run and a preview share."""
+    from .io.clip_range import check_position
+    from .io.sequence import is_sequence
+    from .models.weights import DEFAULT_MODEL
+    from .presets import load_preset, parse_downsample_ratio, parse_frame_rate
+    from .settings import quality_level
+
+    overrides = dict(given)
+    if "quality" in given:
+        quality_level(given["quality"])  # a wrong name fails here, before anything is opened
+    if downsample_ratio is not None:
+        overrides["downsample_ratio"] = parse_downsample_ratio(downsample_ratio)
+    if fps is not None:
+        if not is_sequence(input):
+            raise VmatteError(f"--fps {fps}: {input} is a video file, which keeps its own frame rate "
+                              "(--fps is for image sequences)")
+        overrides["sequence_fps"] = parse_frame_rate(fps)
+    overrides.update(_given(start=start and check_position("--start", start),
+                            end=end and check_position("--end", end)))
+    chosen = load_preset(preset) if preset else None
+    options = chosen.apply(overrides) if chosen else overrides
+    options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold, smooth)
+    return chosen, options
 
 
 def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_threshold: float | None,
@@ -224,7 +260,8 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
                            smooth=None if smooth == "none" else smooth)
 
 
-def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
+def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool,
+                report: Path | None) -> None:
     from .io.writer import output_use
     from .pipeline import FrameRate, check_outputs, run_job
     from .presets import job_settings
@@ -253,10 +290,17 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
             f"({result.fps:.1f} fps)")
         for kind, path in result.outputs.items():
             say(f"  {path}: {output_use(kind, path, settings.premultiplied)}")
+    if report is not None:
+        from .batch import finished_clip
+        from .report import write_report
+
+        write_report(report, [finished_clip(input, input.name, result.outputs, result)], result.seconds)
+        say(f"report: {report}")
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,
-               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None) -> None:
+               jobs: int, dry_run: bool, quiet: bool, ray: str | None, split: str | None,
+               report_path: Path | None) -> None:
     from .batch import find_videos, render_report, run_batch
     from .presets import render_outputs
 
@@ -271,6 +315,8 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
         return
     if split is not None and ray is None:
         raise VmatteError("--split runs shots as separate units on Ray: add --ray local (or a cluster's address)")
+    if report_path is not None and ray is not None:
+        raise VmatteError("--report: a batch on Ray gathers no per-frame statistics yet; run it without --ray")
     with make_progress(quiet) as progress:
         if ray is not None:
             from .cluster import run_batch_on_ray
@@ -282,8 +328,88 @@ def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, r
             report = run_batch(input_dir, out_dir, templates, options, recursive=recursive, glob=glob, jobs=jobs,
                                progress=None if quiet else progress, notice=say)
     console.print(render_report(report))
+    if report_path is not None:
+        from .report import write_report
+
+        write_report(report_path, report.clips, report.seconds)
+        say(f"report: {report_path}")
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("preview")
+def preview_command(
+    input: Path = typer.Argument(..., metavar="INPUT", help="Video file, image sequence, or a folder of videos."),
+    frames: int = typer.Option(12, "--frames", "-n", metavar="N", min=1, max=100, rich_help_panel=IO,
+                               help="Frames to matte, spread evenly."),
+    out: Path = typer.Option(None, "--out", "-o", metavar="PATH", rich_help_panel=IO,
+                             help="Sheet .png \\[default: NAME.preview.png]; a folder's: previews/."),
+    preset: str = PRESET_OPTION,
+    model: str = MODEL_OPTION,
+    weights: Path = WEIGHTS_OPTION,
+    quality: str = QUALITY_OPTION,
+    downsample_ratio: str = DOWNSAMPLE_RATIO_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    backend: str = BACKEND_OPTION,
+    semantics: str = SEMANTICS_OPTION,
+    refiner: str = REFINER_OPTION,
+    chunk: int = CHUNK_OPTION,
+    fps: str = FPS_OPTION,
+    start: str = START_OPTION,
+    end: str = END_OPTION,
+    skip_corrupt: bool = SKIP_CORRUPT_OPTION,
+    preroll: int = PREROLL_OPTION,
+    cuts: bool = CUTS_OPTION,
+    cut_threshold: float = CUT_THRESHOLD_OPTION,
+    smooth: str = SMOOTH_OPTION,
+) -> None:
+    """Matte a few evenly spaced frames, each after a warm-up as in a full run, into one contact sheet (source,
+    matte, composite over a checkerboard), and estimate how long the full run will take."""
+    from .batch import find_videos
+    from .io.sequence import folder_images, is_pattern
+    from .pipeline import load_engine
+    from .presets import job_settings
+    from .preview import check_sheet_path, make_preview
+
+    with user_errors():
+        _, options = job_options(
+            input, preset, _given(model=model, weights=weights, device=device, precision=precision, backend=backend,
+                                  semantics=semantics, refiner=refiner, chunk=chunk, skip_corrupt=skip_corrupt,
+                                  quality=quality),
+            downsample_ratio=downsample_ratio, fps=fps, start=start, end=end, preroll=preroll, cuts=cuts,
+            cut_threshold=cut_threshold, smooth=smooth)
+        if input.is_dir() and not folder_images(input):
+            clips = find_videos(input)[0]
+            if not clips:
+                raise VmatteError(f"{input}: no videos or images in it")
+            folder = out or Path("previews")
+            folder.mkdir(parents=True, exist_ok=True)
+            sheets = [folder / f"{clip.name}.preview.png" for clip in clips]
+        else:
+            clips = [input]
+            name = input.parent.name if is_pattern(str(input)) else Path(str(input).rstrip("/")).name
+            sheets = [out or Path(f"{name}.preview.png")]
+        for sheet in sheets:
+            check_sheet_path(sheet)
+        settings = [job_settings(clip, {}, options) for clip in clips]
+        engine = load_engine(settings[0], notice=say)
+        total = 0.0
+        for one, sheet in zip(settings, sheets):
+            preview = make_preview(one, sheet, frames, engine=engine, notice=say)
+            total += preview.full_run_seconds
+            typer.echo(str(preview.sheet))
+            say(f"{one.input.name}: {frames if frames < preview.frames else preview.frames} frames in "
+                f"{preview.seconds:.1f} s; the full run of {preview.frames} frames will take about "
+                f"{_duration(preview.full_run_seconds)} on this machine")
+        if len(sheets) > 1:
+            say(f"all {len(sheets)} clips: about {_duration(total)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 @app.command("pull")
@@ -465,7 +591,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def with_command(argv: list[str]) -> list[str]:
     """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    commands = {"run", "info", "models", "presets", "eval", "pull"}
+    commands = {"run", "info", "models", "presets", "eval", "pull", "preview"}
     return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
 
 

@@ -21,6 +21,7 @@ from . import __version__
 from .backends import load_on_backend
 from .ensemble import EnsembleEngine, for_quality
 from .errors import VmatteError, disk_full_cause
+from .frame_stats import FrameStats
 from .heap import reuse_large_blocks
 from .inference import MattingEngine, choose_device
 from .io import VideoInfo, open_background, open_source
@@ -55,6 +56,8 @@ class JobResult:
     resumed_from: int = 0
     repeated_frames: int = 0
     notes: list[str] = field(default_factory=list)
+    stats: FrameStats | None = None  # per-frame statistics of the mattes, for a review report
+    described: dict[str, str] = field(default_factory=dict)  # the settings that shaped the mattes, for a report
 
     @property
     def fps(self) -> float:
@@ -228,7 +231,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         raise VmatteError(f"{single[0]}: {SINGLE_PNG_HOLDS_ONE}; {Path(settings.input).name} has "
                           f"{info.frame_count} frames")
     engine = engine or load_engine(settings, notice)
-    ratio = settings.downsample_ratio or quality_level(settings.quality).auto_ratio(info.height, info.width)
+    ratio = job_ratio(settings, info)
     segment_frames = -(-SEGMENT_FRAMES // settings.chunk) * settings.chunk
     tracks = [OutputTrack(kind, settings.outputs[kind], info, png_depth=settings.png_depth,
                           premultiplied=settings.premultiplied, number_from=settings.number_from,
@@ -239,11 +242,13 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         checkpoint = _resume_point(tracks, current, settings.fresh, notice)
         temporal = settings.temporal.for_source(info.is_image_sequence)
         first, end = source.first, source.end
+        stats = FrameStats(first, end, info.timecode, info.frame_rate)
         stream = MattingStream(engine, ratio, temporal, settings.chunk,
                                need_fgr="fgr" in settings.outputs or "comp" in settings.outputs,
                                boundary_every=segment_frames, first_frame=first)
         start_frame = checkpoint.next_frame if checkpoint else first
         if checkpoint:
+            stats.restore(checkpoint.stats)
             if checkpoint.stream:
                 stream.restore(checkpoint.next_frame, checkpoint.stream)
             else:  # empty once every frame is in segments: only the final step is left
@@ -268,6 +273,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
 
         def decode() -> None:
             for chunk in chunks(source.frames(start_frame), settings.chunk):
+                stats.see(chunk)
                 _put(decoded, chunk, stop)
             _put(decoded, None, stop)
 
@@ -282,6 +288,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                         if not writers:
                             writers.update({t.kind: t.open_segment(progress["segments"], item.index) for t in tracks})
                         _write_frame(writers, item, background)
+                        stats.add(item)
                         progress["written"] = item.index + 1
                 _finish_segment(writers, None)
             finally:
@@ -298,8 +305,8 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             writers.clear()
             # At the end (no boundary) everything is in segments: a kill from then on only repeats the final step.
             next_frame, saved = (boundary.next_frame, boundary.saved) if boundary else (end, {})
-            save_checkpoint(tracks[0].work_dir,
-                            Checkpoint(current, next_frame, progress["written"], progress["segments"], saved))
+            save_checkpoint(tracks[0].work_dir, Checkpoint(current, next_frame, progress["written"],
+                                                           progress["segments"], saved, stats.save(next_frame)))
 
         stages = [_Stage("decode", decode), _Stage("write", write)]
         start = time.perf_counter()
@@ -344,13 +351,25 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         for track in tracks:
             track.remove_work_dir()
         result = JobResult(progress["in_segments"] - first, time.perf_counter() - start, dict(settings.outputs),
-                           (checkpoint.written if checkpoint else first) - first, source.repeated_frames)
+                           (checkpoint.written if checkpoint else first) - first, source.repeated_frames,
+                           stats=stats, described=_described(engine, ratio, temporal))
         if result.repeated_frames:
             result.notes.append(f"{result.repeated_frames} corrupt frame(s) replaced by the last good frame")
         if info.undecodable_leading_frames:
             result.notes.append(f"{info.undecodable_leading_frames} picture(s) before the first keyframe cannot be "
                                 "decoded (the stream starts mid-GOP) and were left out, as players do")
         return result
+
+
+def job_ratio(settings: JobSettings, info: VideoInfo) -> float:
+    """The downsample ratio a job runs at: the one given, else its quality level's automatic one."""
+    return settings.downsample_ratio or quality_level(settings.quality).auto_ratio(info.height, info.width)
+
+
+def _described(engine: MattingEngine | EnsembleEngine, ratio: float, temporal) -> dict[str, str]:
+    return {"model": engine.describe(), "downsample ratio": f"{ratio:.3g}",
+            "pre-roll": f"{temporal.preroll} frames", "cuts": "reset at hard cuts" if temporal.cuts else "off",
+            "smoothing": temporal.smooth or "none"}
 
 
 def _output_of(filename: str | bytes | None, tracks: list[OutputTrack]) -> str:

@@ -1,10 +1,10 @@
 """Crash-safe progress: the work folder kept beside an output, and the checkpoint that lets a run resume.
 
 A checkpoint is taken at segment boundaries, after every output's segment is safely on disk. It holds the
-frame reached, the recurrent state, any smoothing buffer, and a fingerprint of everything that shapes the
-result; a run resumes only when its fingerprint is the same, so results of two settings never mix.
-Checkpoints are written atomically (temporary file, fsync, rename): a kill at any instant leaves either the
-old or the new one.
+frame reached, the recurrent state, any smoothing buffer, the review statistics so far, and a fingerprint of
+everything that shapes the result; a run resumes only when its fingerprint is the same, so results of two
+settings never mix. Checkpoints are written atomically (temporary file, fsync, rename): a kill at any instant
+leaves either the old or the new one.
 
 A run holds a lock (``flock``) on a file in each of its work folders for as long as it runs, so a second run
 writing the same output is refused instead of mixing its segments in. The kernel drops the lock when the
@@ -27,7 +27,7 @@ from .errors import VmatteError
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = "lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with the review statistics
 
 
 def work_dir_for(output: str | Path) -> Path:
@@ -46,6 +46,7 @@ class Checkpoint:
     written: int  # frames [0, written) are in finished segments (fewer than next_frame while smoothing delays)
     segments: int  # finished segments per output
     stream: dict = field(default_factory=dict)  # what the matting stream carries: recurrent state, buffers
+    stats: dict = field(default_factory=dict)  # the review statistics of frames [0, written) (frame_stats.py)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,7 +75,7 @@ def save_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, "fingerprint": json.dumps(checkpoint.fingerprint, sort_keys=True),
                 "next_frame": checkpoint.next_frame, "written": checkpoint.written, "segments": checkpoint.segments,
-                "stream": checkpoint.stream}, buffer)
+                "stream": checkpoint.stream, "stats": checkpoint.stats}, buffer)
     write_atomically(work_dir / CHECKPOINT, buffer.getvalue())
 
 
@@ -88,7 +89,7 @@ def load_checkpoint(work_dir: Path) -> Checkpoint | None:
         if saved.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {saved.get('format')!r}")
         return Checkpoint(json.loads(saved["fingerprint"]), int(saved["next_frame"]), int(saved["written"]),
-                          int(saved["segments"]), saved["stream"])
+                          int(saved["segments"]), saved["stream"], saved["stats"])
     except Exception as exc:  # any damage: truncated zip, bad pickle data, missing keys
         raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
 

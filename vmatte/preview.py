@@ -1,0 +1,108 @@
+"""``vmatte preview``: a look at a clip's mattes before committing to a long render.
+
+A handful of evenly spaced frames are matted, each as a one-frame range of the clip (``io/clip_range.py``) after
+the same warm-up a range gets in a full run: the model first runs over the ``preroll`` frames before it
+(``MattingStream.warm_up``), so its recurrent state has settled as it would have there. A full run's state has
+seen every frame since the shot began rather than the last ``preroll``; docs/review.md gives how far the two
+mattes differ. The frames go on one contact sheet (``contact_sheet.py``), and the time they took gives an
+estimate of the full run's.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from .contact_sheet import Tile, draw_sheet, evenly_spaced, frame_label, write_png
+from .ensemble import EnsembleEngine
+from .errors import VmatteError
+from .inference import MattingEngine
+from .io import SourceFrame, VideoInfo, open_source
+from .io.clip_range import FrameRange, RangeSource, resolve_range
+from .pipeline import job_ratio, load_engine
+from .settings import JobSettings
+from .temporal import MattedFrame, MattingStream
+
+DEFAULT_FRAMES = 12
+
+
+@dataclass
+class PreviewFrame:
+    source: SourceFrame  # indexed in the whole clip
+    matte: MattedFrame
+    seconds: float  # its warm-up and matting, decoding included
+    model_frames: int  # frames through the model for it: warm-up (or pre-roll) and those matted
+
+
+@dataclass
+class Preview:
+    sheet: Path
+    frames: int  # in the clip (or its --start/--end range): what a full run mattes
+    seconds: float
+    full_run_seconds: float  # estimated
+
+
+def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine,
+                   count: int = DEFAULT_FRAMES) -> tuple[VideoInfo, int, Iterator[PreviewFrame]]:
+    """(the clip's info, frames a full run would matte, the matted preview frames): ``count`` frames spread evenly
+    over the clip, or over its --start/--end range, each matted as that one-frame range of the clip would be."""
+    source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
+    span = resolve_range(source.info, source.pts, settings.start, settings.end)
+    temporal = settings.temporal.for_source(source.info.is_image_sequence)
+    ratio = job_ratio(settings, source.info)
+
+    def matted() -> Iterator[PreviewFrame]:
+        try:
+            for index in evenly_spaced(span.first, span.end, count):
+                started = time.perf_counter()
+                # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so
+                # the preview takes them too (and keeps only the first matte).
+                length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
+                one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
+                stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
+                warm_up = list(one.warm_up_frames(temporal.preroll))
+                stream.warm_up(warm_up)
+                frames = list(one.frames(0))
+                frame = frames[0]
+                matte = next(item for item in stream.push(frames) + stream.finish() if isinstance(item, MattedFrame))
+                pts = source.pts[index]  # the range's own frame is moved to where the clip starts
+                clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
+                                         frame.rgb)
+                model_frames = len(warm_up) + len(frames) * (2 if index == 0 and temporal.preroll else 1)
+                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames)
+        finally:
+            source.close()
+
+    return source.info, span.frames, matted()
+
+
+def seconds_per_frame(frames: list[PreviewFrame]) -> float:
+    """Model seconds per frame: the median over the preview frames (the first left out where there are others:
+    it includes compiling the model)."""
+    timed = frames[1:] or frames
+    return median(frame.seconds / frame.model_frames for frame in timed)
+
+
+def make_preview(settings: JobSettings, sheet: Path, count: int = DEFAULT_FRAMES, *,
+                 engine: MattingEngine | EnsembleEngine | None = None,
+                 notice: Callable[[str], None] = print) -> Preview:
+    """Mattes ``count`` frames of ``settings.input`` and writes their contact sheet to ``sheet`` (PNG)."""
+    check_sheet_path(sheet)
+    engine = engine or load_engine(settings, notice)
+    started = time.perf_counter()
+    info, clip_frames, matted = preview_frames(settings, engine, count)
+    frames = list(matted)
+    tiles = [Tile(frame_label(f.source.index, f.source.time, info.timecode, info.frame_rate), f.source.rgb,
+                  f.matte.pha) for f in frames]
+    write_png(sheet, draw_sheet(tiles))
+    # The full run streams decoding and writing alongside the model, so its time is about the model's.
+    return Preview(sheet, clip_frames, time.perf_counter() - started, clip_frames * seconds_per_frame(frames))
+
+
+def check_sheet_path(sheet: Path) -> None:
+    if sheet.suffix.lower() != ".png":
+        raise VmatteError(f"--out {sheet}: a contact sheet is a .png file")
+    folder = sheet.parent
+    if not folder.is_dir():
+        raise VmatteError(f"--out {sheet}: the folder {folder} does not exist")
