@@ -61,15 +61,16 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
                 length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
                 one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
                 stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
-                warm_up = list(one.warm_up_frames(temporal.preroll))
-                stream.warm_up(warm_up)
+                # A short warm-up (a run's replay from the last cut would cost the whole shot): the pre-roll's
+                # length of frames before, replayed as a shot start (docs/review.md states the bound it gives).
+                warmed = stream.warm_up(one.context_frames, max(one.earliest, -temporal.preroll))
                 frames = list(one.frames(0))
                 frame = frames[0]
                 matte = next(item for item in stream.push(frames) + stream.finish() if isinstance(item, MattedFrame))
                 pts = source.pts[index]  # the range's own frame is moved to where the clip starts
                 clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
                                          frame.rgb)
-                model_frames = len(warm_up) + len(frames) * (2 if index == 0 and temporal.preroll else 1)
+                model_frames = warmed + len(frames) * (2 if index == 0 and temporal.preroll else 1)
                 yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames)
         finally:
             source.close()

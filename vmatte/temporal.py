@@ -122,15 +122,16 @@ class MattingStream:
             self.last_thumbnail = thumb
         return self._drain(end_of_stream=False)
 
-    def warm_up(self, frames_from: Callable[[int], Iterable[SourceFrame]], earliest: int) -> None:
+    def warm_up(self, frames_from: Callable[[int], Iterable[SourceFrame]], earliest: int) -> int:
         """Carries into ``first_frame`` the state a run from frame ``earliest`` (the clip's first) would carry
         there, so that a range's mattes are that run's (docs/pulls.md): the stream replays the shot the range
         begins in, from its start (the last cut before the range, or the clip's first frame) as a run does: its
         pre-roll, then its frames up to the range. No shorter warm-up is enough: the state keeps traces of a
-        shot's start for as long as the shot lasts. ``frames_from(i)`` yields the clip's frames from index i on."""
+        shot's start for as long as the shot lasts. ``frames_from(i)`` yields the clip's frames from index i on.
+        Returns how many frames the model ran on."""
         first, preroll = self.first_frame, self.options.preroll
         if not self.engine.recurrent or earliest >= first:
-            return
+            return 0
         starts = [earliest]
         if self.options.cuts:  # the cuts up to the range, and after it as far as a pre-roll can reach
             for index, cut in islice(cut_flags(frames_from(earliest), self.options.cut_threshold),
@@ -138,7 +139,7 @@ class MattingStream:
                 starts += [index] if cut else []
         shot = max(start for start in starts if start <= first)
         if shot == first:  # the range begins a shot: nothing before it counts
-            return
+            return 0
         preroll_end = min([shot + preroll, *(start for start in starts if start > shot)])
         self._start_shot([_Pending(frame, None, False) for frame in islice(frames_from(shot), preroll_end - shot)])
         for batch in chunks(islice(frames_from(shot), first - shot), self.chunk):
@@ -147,6 +148,7 @@ class MattingStream:
             last = batch[-1]
         self.last_thumbnail = thumbnail(last.rgb) if self.options.cuts else None
         self._warmed_up = True
+        return preroll_end - shot + first - shot
 
     def finish(self) -> list:
         out = self._drain(end_of_stream=True)
