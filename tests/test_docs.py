@@ -176,3 +176,17 @@ def test_every_docs_command_runs(page, placeholders, monkeypatch):
     """Each page's commands top to bottom in one folder, as the README's."""
     for args in vmatte_commands(bash_blocks(page.read_text())):
         run_documented(args, placeholders, monkeypatch)
+
+
+def test_the_readme_picture_is_what_its_command_makes(tmp_path, weights_dir, monkeypatch):
+    """The picture's caption gives the command that made it; run from the repo root (output redirected), it
+    makes a sheet of the same size."""
+    command = re.search(r"`(vmatte preview [^`]+)`", " ".join(README.split())).group(1)
+    args = shlex.split(command)[1:]
+    picture = REPO / args[args.index("--out") + 1]
+    args[args.index("--out") + 1] = str(tmp_path / "preview.png")
+    monkeypatch.chdir(REPO)
+    run(args)
+    made, committed = (cv2.imread(str(path)) for path in (tmp_path / "preview.png", picture))
+    assert made is not None and committed is not None and made.shape == committed.shape
+    assert picture.stat().st_size < 1 << 20
