@@ -16,6 +16,8 @@ where one clip leaves the machine idle part of the time: many cores, or a GPU, w
 interleave on the device.
 """
 
+from __future__ import annotations
+
 import fnmatch
 import os
 import threading
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.markup import escape
@@ -32,12 +35,15 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import VmatteError
-from .inference import MattingEngine
+from .interrupts import Interrupted, making_outputs
 from .io.sequence import is_pattern
 from .outputs import existing_output
-from .pipeline import FrameRate, Interrupted, JobSettings, load_engine, run_job
 from .presets import job_settings, render_outputs
 from .resume import work_dir_for
+from .settings import JobSettings
+
+if TYPE_CHECKING:  # the pipeline (and PyTorch) loads when clips run, so a batch's options are checked at once
+    from .inference import MattingEngine
 
 # Container extensions taken as videos (compared case-insensitively); other files are listed as skipped.
 VIDEO_EXTENSIONS = frozenset({
@@ -138,6 +144,9 @@ def plan_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opt
     """Finds the clips and what is left to do for each (see ``run_batch``)."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     videos, others = find_videos(input_dir, recursive, glob)
+    if not videos:
+        raise VmatteError(f"{input_dir}: no videos to matte here ({glob or 'by extension'}"
+                          f"{', subfolders included' if recursive else ''}; {len(others)} other file(s))")
     base = JobSettings(input=input_dir, outputs={}, **options)
     clips = [_plan(video, input_dir, out_dir, templates, base.overwrite) for video in videos]
     clips, others = _without_outputs(clips, others)
@@ -173,6 +182,8 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
     clips, results, to_run = plan.clips, plan.results, plan.to_run
     overall = progress.add_task("clips", total=len(clips), completed=len(results), fps=0.0) if progress else None
     if to_run:
+        from .pipeline import load_engine
+
         engine = engine_factory(plan.base) if engine_factory else load_engine(plan.base, notice)
         stop = threading.Event()
 
@@ -182,7 +193,8 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
                 progress.advance(overall)
             return result
 
-        with ThreadPoolExecutor(max_workers=min(jobs, len(to_run)), thread_name_prefix="vmatte-clip") as pool:
+        with making_outputs(), ThreadPoolExecutor(max_workers=min(jobs, len(to_run)),
+                                                  thread_name_prefix="vmatte-clip") as pool:
             try:
                 for clip, result in zip(to_run, pool.map(run_one, to_run)):
                     results[clip.name] = result
@@ -225,6 +237,8 @@ def _without_outputs(clips: list[ClipPlan], others: list[Path]) -> tuple[list[Cl
 
 def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
               stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
+    from .pipeline import FrameRate
+
     task: TaskID | None = progress.add_task(clip.name, total=None, fps=0.0) if progress else None
     rate = FrameRate()
 
@@ -245,6 +259,8 @@ def run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object
              on_progress: Callable[[int, int], None], notice: Callable[[str], None]) -> ClipResult:
     """Runs one planned clip; its failure becomes its result (the batch goes on). ``on_progress(done, total)``
     is called after each chunk (raising KeyboardInterrupt there stops the clip, resumable)."""
+    from .pipeline import run_job
+
     try:
         settings = job_settings(clip.input, clip.to_write, options)
         job = run_job(settings, engine=engine, on_progress=on_progress, notice=lambda m: notice(f"{clip.name}: {m}"))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__
+from . import __version__, interrupts
 from .errors import VmatteError
 
 console = Console(stderr=True, highlight=False)
@@ -44,9 +44,9 @@ def user_errors():
     except VmatteError as exc:
         say(str(exc), "[bold red]error:[/] ")
         raise typer.Exit(getattr(exc, "exit_code", 1)) from None
-    except KeyboardInterrupt:
-        say("nothing finished was written", "[yellow]interrupted:[/] ")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # without interrupts.install() (tests call the app in process), or before the work
+        say(interrupts.BEFORE_WORK)
+        raise typer.Exit(interrupts.exit_code()) from None
     except typer.Exit:  # an exit code chosen on purpose (a batch with failed clips)
         raise
     except Exception as exc:
@@ -141,7 +141,7 @@ def run_command(
     from .batch import find_videos
     from .io.clip_range import check_position
     from .io.sequence import folder_images, is_sequence
-    from .models.weights import DEFAULT_MODEL
+    from .models.weights import DEFAULT_MODEL, check_weight_file
     from .presets import load_preset, merge_templates, parse_downsample_ratio, parse_frame_rate, render_outputs
     from .settings import NUMBER_FROM, quality_level
 
@@ -168,6 +168,8 @@ def run_command(
         overrides.update(overwrite=overwrite, fresh=fresh)
         chosen = load_preset(preset) if preset else None
         options = chosen.apply(overrides) if chosen else overrides
+        if options.get("weights") is not None:
+            check_weight_file(options["weights"])
         options["temporal"] = temporal_options(options.get("model", DEFAULT_MODEL), preroll, cuts, cut_threshold,
                                                smooth)
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
@@ -206,16 +208,20 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
 
 
 def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool) -> None:
-    from .pipeline import FrameRate, check_outputs, run_job
+    from .io import probe
+    from .outputs import check_outputs
     from .presets import job_settings
 
+    probe(input)  # a missing, damaged or unsupported input is said now, not after the model has loaded
     settings = job_settings(input, outputs, options)
+    check_outputs(settings.input, settings.outputs, settings.overwrite, settings.fresh)
     if dry_run:
-        check_outputs(settings.input, settings.outputs, settings.overwrite)
         typer.echo(f"{input} ->")
         for kind, path in settings.outputs.items():
             typer.echo(f"  {kind}: {path}")
         return
+    from .pipeline import FrameRate, run_job  # PyTorch loads here, once the options and paths are known to be right
+
     with make_progress(quiet) as progress:
         tasks = []  # the bar appears when the frames start flowing, so an early error stands alone
         rate = FrameRate()
@@ -400,6 +406,7 @@ def with_command(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Entry point."""
+    interrupts.install()  # first: a Ctrl-C during the imports below must not leave a half-imported PyTorch
     app(args=with_command(sys.argv[1:]), prog_name="vmatte")
 
 
