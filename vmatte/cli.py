@@ -43,9 +43,11 @@ def user_errors():
         yield
     except VmatteError as exc:
         say(str(exc), "[bold red]error:[/] ")
+        interrupts.told()
         raise typer.Exit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:  # without interrupts.install() (tests call the app in process), or before the work
         say(interrupts.BEFORE_WORK)
+        interrupts.told()
         raise typer.Exit(interrupts.exit_code()) from None
     except typer.Exit:  # an exit code chosen on purpose (a batch with failed clips)
         raise
@@ -234,9 +236,10 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
         result = run_job(settings, on_progress=on_progress, notice=say)
     for note in result.notes:
         say(note, "[yellow]note:[/] ")
-    if not quiet:
-        say(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in {result.seconds:.1f} s "
-            f"({result.fps:.1f} fps)")
+    if not quiet:  # the frames this run matted: a resumed run did only the rest
+        resumed = f" (resumed after {result.resumed_from} done before)" if result.resumed_from else ""
+        say(f"wrote {', '.join(result.outputs.values())}: {result.frames - result.resumed_from} frames in "
+            f"{result.seconds:.1f} s ({result.fps:.1f} fps){resumed}")
 
 
 def _run_batch(input_dir: Path, out_dir: Path, templates: dict, options: dict, recursive: bool, glob: str | None,

@@ -44,6 +44,7 @@ class _State:
     installed = False
     making = 0  # runs making outputs right now (a batch's clips run in threads)
     made = False  # some run has finished making its outputs
+    told = False  # the command has said its last line (an error, or how it was interrupted) and is ending
     lock = threading.Lock()
 
 
@@ -83,16 +84,22 @@ def making_outputs() -> Iterator[None]:
             _State.making -= 1
 
 
+def told() -> None:
+    """The command has said its last line: a signal from now on ends it without a second one."""
+    _State.told = True
+
+
 def _handle(signum: int, frame) -> None:
     if _State.received is None:
         _State.received = signum
-        if _State.making:
+        if _State.making and not _State.told:
             raise KeyboardInterrupt
-        _exit(AFTER_WORK if _State.made else BEFORE_WORK)
-    _exit(SECOND)
+        if not _State.told:
+            _exit(AFTER_WORK if _State.made else BEFORE_WORK)
+    _exit(None if _State.told else SECOND)
 
 
-def _exit(message: str) -> None:
+def _exit(message: str | None) -> None:
     """Says ``message`` on stderr and ends the process now: no clean-up code runs, so none can fail half-way."""
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -101,7 +108,7 @@ def _exit(message: str) -> None:
             pass
     terminal = os.isatty(2)
     # A progress bar may hold the line and have hidden the cursor: start a line of our own, show the cursor again.
-    line = ("\r\x1b[2K" if terminal else "") + f"{message}\n" + ("\x1b[?25h" if terminal else "")
+    line = (("\r\x1b[2K" if terminal else "") + f"{message}\n" if message else "") + ("\x1b[?25h" if terminal else "")
     try:
         os.write(2, line.encode())
     except OSError:
