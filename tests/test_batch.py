@@ -17,14 +17,13 @@ from vmatte.batch import (
     NOT_VIDEO,
     SKIPPED,
     find_videos,
-    load_engine,
     output_complete,
     render_report,
     run_batch,
 )
 from vmatte.cli import app
 from vmatte.errors import VmatteError
-from vmatte.pipeline import JobSettings
+from vmatte.pipeline import JobSettings, load_engine
 
 TEMPLATES = {"alpha": "{stem}.alpha.mov", "comp": "{stem}_comp/%06d.png"}
 OPTIONS = {"downsample_ratio": 0.25}
