@@ -1,7 +1,8 @@
 """Hardening (docs/robustness.md): Ctrl-C and SIGTERM at every moment of a real ``python -m vmatte`` process
 (start-up imports, model load, the first chunk, a second signal, a batch) end in one line with exit 130/143, and
 the same command then resumes to exactly the uninterrupted output; errors that need no model come before PyTorch
-is imported; the page's commands run."""
+is imported; outputs keep what the source was (constant or variable rate, MP4-playable audio, WebM alpha seen);
+the page's commands run."""
 
 import os
 import re
@@ -10,8 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import media
 import numpy as np
 import pytest
@@ -20,6 +24,10 @@ from typer.testing import CliRunner
 from vmatte import interrupts
 from vmatte.batch import BATCH_INTERRUPTED
 from vmatte.cli import app, with_command
+from vmatte.compiled_cache import graphs, prune
+from vmatte.io import open_source, open_writer, probe
+from vmatte.io.audio import AudioCut
+from vmatte.io.segments import join_segments
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "robustness.md").read_text()
@@ -77,8 +85,17 @@ def alpha_and_times(path: Path):
     return media.matte_from_prores(path), media.decoded_times(path)[0]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def home(tmp_path_factory):
+    """A cache of the module's own, so the first run builds its CPU graph (and says so)."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("home")
+        patch.setenv("VMATTE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def folder(tmp_path_factory, home) -> Path:
     """A 96x64 clip of 12 frames, and its uninterrupted alpha matte (reference/alpha.mov)."""
     folder = tmp_path_factory.mktemp("clip")
     media.write_numbered_clip(folder / "clip.mov", "mpeg4", 12)
@@ -86,6 +103,8 @@ def folder(tmp_path_factory) -> Path:
     (folder / "reference" / "clip.mov").symlink_to(folder / "clip.mov")
     result = run(ARGS, folder / "reference")
     assert result.returncode == 0, result.stderr
+    assert "preparing the CPU graph for the model's working size 96x64, once" in result.stderr
+    assert [graph.path.name.split("-")[1] for graph in graphs(home / "compiled")] == ["64x96"]
     return folder
 
 
@@ -186,3 +205,84 @@ def test_the_page_commands_run(folder, tmp_path):
             assert result.exit_code == 0, f"vmatte {shlex.join(args)}\n{result.output}"
     finally:
         os.chdir(cwd)
+
+
+def write_blank(kind: str, path: Path, source: Path, **changes) -> None:
+    """``kind`` frames at the source's timestamps (small and black: only the timing and audio matter here), with
+    the source's audio where the kind has any, written as a run writes it (a segment, then joined)."""
+    clip = open_source(source)
+    info = replace(clip.info, width=32, height=18, **changes)
+    segment = path.with_name(f"segment-{path.name}")
+    with open_writer(kind, segment, info) as writer:
+        for pts in clip.pts:
+            writer.write(np.zeros((18, 32, 4 if kind == "fgr" else 3 if kind == "comp" else 1), np.float32), pts)
+    clip.close()
+    join_segments([segment], path, info, source if kind != "alpha" else None)
+
+
+def test_a_constant_rate_clip_in_milliseconds_comes_out_constant_and_a_variable_rate_one_keeps_its_times(
+        tmp_path, samples_dir):
+    media.write_numbered_clip(tmp_path / "30fps.mkv", "mpeg4", 12, rate=30, container_format="matroska")
+    source_times = media.decoded_times(tmp_path / "30fps.mkv")[0]
+    assert {b - a for a, b in zip(source_times, source_times[1:])} == {Fraction(33, 1000), Fraction(34, 1000)}
+    write_blank("alpha", tmp_path / "alpha.mov", tmp_path / "30fps.mkv")
+    info = probe(tmp_path / "alpha.mov")
+    assert (info.frame_rate, info.is_vfr) == (30, False)
+    assert media.decoded_times(tmp_path / "alpha.mov")[0] == [Fraction(index, 30) for index in range(12)]
+    phone = samples_dir / "robustness_videos/moviepy_fire2_rot180_vfr_phone.mp4"
+    assert probe(phone).is_vfr
+    write_blank("alpha", tmp_path / "phone.mov", phone)
+    assert probe(tmp_path / "phone.mov").is_vfr
+    assert media.decoded_times(tmp_path / "phone.mov")[0] == media.decoded_times(phone)[0]
+
+
+def audio_codec(path: Path) -> str:
+    with av.open(str(path)) as container:
+        decoded = sum(frame.samples for frame in container.decode(audio=0))
+        assert decoded > 0
+        return container.streams.audio[0].codec_context.name
+
+
+def test_mp4_outputs_carry_aac_and_mov_outputs_keep_pcm(tmp_path):
+    media.write_numbered_clip(tmp_path / "pcm.mov", "mpeg4", 12, audio="pcm_s16le")
+    media.write_numbered_clip(tmp_path / "aac.mp4", "mpeg4", 12, audio="aac")
+    write_blank("comp", tmp_path / "from_pcm.mp4", tmp_path / "pcm.mov")
+    write_blank("comp", tmp_path / "from_pcm.mov", tmp_path / "pcm.mov")
+    write_blank("comp", tmp_path / "cut.mp4", tmp_path / "aac.mp4", audio_cut=AudioCut(0.08, 0.4, 0.08))
+    assert audio_codec(tmp_path / "from_pcm.mp4") == "aac"
+    assert audio_codec(tmp_path / "from_pcm.mov") == "pcm_s16le"
+    assert audio_codec(tmp_path / "cut.mp4") == "aac"
+    (cut,) = probe(tmp_path / "cut.mp4").audio
+    assert cut.duration == pytest.approx(0.32, abs=2048 / 48000)  # the cut, give or take an AAC frame
+
+
+def test_info_sees_the_alpha_of_a_webm_vmatte_wrote(tmp_path):
+    media.write_numbered_clip(tmp_path / "clip.mov", "mpeg4", 3)
+    write_blank("fgr", tmp_path / "fgr.webm", tmp_path / "clip.mov")
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "fgr.webm")])
+    assert result.exit_code == 0 and re.search(r"pixel format: \S+ \(8-bit, alpha\)", result.output), result.output
+
+
+def fake_graph(folder: Path, name: str, megabytes: float, used: float) -> Path:
+    path = folder / f"rvm-{name}"
+    path.mkdir(parents=True)
+    (path / "model.bin").write_bytes(bytes(int(megabytes * 1e6)))
+    os.utime(path, (used, used))
+    return path
+
+
+def test_the_graph_cache_keeps_to_its_limit_least_recently_used_out_and_the_cache_command_lists_and_clears(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path))
+    monkeypatch.setenv("VMATTE_COMPILED_CACHE_MB", "2.5")
+    compiled = tmp_path / "compiled"
+    old, in_use, recent = (fake_graph(compiled, name, 1, used) for name, used in
+                           (("old", 1000), ("in-use", 500), ("recent", 3000)))
+    fake_graph(compiled, "older", 1, 2000)  # 4 MB in all; 2.5 allowed: two go, the one in use stays
+    removed = prune(compiled, keep=in_use)
+    assert [graph.path for graph in removed] == [old, compiled / "rvm-older"]
+    assert [graph.path for graph in graphs(compiled)] == [in_use, recent]
+    listed = CliRunner().invoke(app, ["cache"])
+    assert listed.exit_code == 0 and "rvm-recent" in listed.output and "2 graph(s), 2.0 MB" in listed.output
+    cleared = CliRunner().invoke(app, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "removed 2 graph(s)" in cleared.output and not graphs(compiled)

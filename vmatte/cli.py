@@ -389,6 +389,36 @@ def models_pull_command(name: str = typer.Argument(..., help="Model name, as 'vm
         say(f"{name}: {path}")
 
 
+cache_app = typer.Typer(help="Compiled CPU graphs (one per working size): list them, or clear them.",
+                        no_args_is_help=False)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.callback(invoke_without_command=True)
+def cache_command(context: typer.Context) -> None:
+    """The compiled CPU graphs, least recently used first, with their total and the cache's limit."""
+    from .compiled_cache import compiled_dir, describe, graphs, limit_bytes
+
+    if context.invoked_subcommand is not None:
+        return
+    with user_errors():
+        present = graphs()
+        for graph in present:
+            typer.echo(describe(graph))
+        typer.echo(f"{len(present)} graph(s), {sum(g.size for g in present) / 1e6:.1f} MB in {compiled_dir()} "
+                   f"(limit {limit_bytes() / 1e6:.0f} MB: VMATTE_COMPILED_CACHE_MB)")
+
+
+@cache_app.command("clear")
+def cache_clear_command() -> None:
+    """Remove every compiled graph (each is built again, once, when a run needs it)."""
+    from .compiled_cache import clear
+
+    with user_errors():
+        removed = clear()
+        typer.echo(f"removed {len(removed)} graph(s), {sum(g.size for g in removed) / 1e6:.1f} MB")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"vmatte {__version__}")
@@ -403,7 +433,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def with_command(argv: list[str]) -> list[str]:
     """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    commands = {"run", "info", "models", "presets", "eval"}
+    commands = {"run", "info", "models", "presets", "eval", "cache"}
     return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
 
 

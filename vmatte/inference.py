@@ -93,7 +93,7 @@ class MattingEngine:
         if choose_backend(backend, device, dtype, family) == "openvino":
             from .inference_openvino import OpenVinoEngine
 
-            return OpenVinoEngine.from_engine(engine)
+            return OpenVinoEngine.from_engine(engine, notice)
         return engine
 
     @cached_property
