@@ -173,14 +173,14 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
     ``templates``: output kind -> template (presets.render_outputs). ``options``: JobSettings keyword arguments
     other than input and outputs (``Preset.apply`` gives them). ``engine_factory(settings)`` loads the shared
     model (default: ``load_engine``); it is called once, and only when some clip has work to do. ``progress``
-    gets a 'clips' task and one task per running clip, each with an ``fps`` field.
+    gets the batch's task (``BatchBar``) and one task per running clip, each with an ``fps`` field.
     """
     if jobs < 1:
         raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time")
     start = time.perf_counter()
     plan = plan_batch(input_dir, out_dir, templates, options, recursive, glob)
-    clips, results, to_run = plan.clips, plan.results, plan.to_run
-    overall = progress.add_task("clips", total=len(clips), completed=len(results), fps=0.0) if progress else None
+    results, to_run = plan.results, plan.to_run
+    bar = BatchBar(progress, plan) if progress else None
     if to_run:
         from .pipeline import load_engine
 
@@ -188,9 +188,9 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
         stop = threading.Event()
 
         def run_one(clip: ClipPlan) -> ClipResult:
-            result = _run_clip(clip, engine, options, progress, stop, notice)
-            if progress:
-                progress.advance(overall)
+            result = _run_clip(clip, engine, options, progress, bar, stop, notice)
+            if bar and not stop.is_set():  # a clip stopped by Ctrl-C has not finished
+                bar.clip_finished()
             return result
 
         with making_outputs(), ThreadPoolExecutor(max_workers=min(jobs, len(to_run)),
@@ -235,8 +235,50 @@ def _without_outputs(clips: list[ClipPlan], others: list[Path]) -> tuple[list[Cl
     return [clip for clip in clips if not is_output(clip.input)], [path for path in others if not is_output(path)]
 
 
+class BatchBar:
+    """The batch's own task: the frames this run has matted over the frames its clips need, so that its rate and
+    time left are the batch's, with the clips finished so far in its description. A clip not started yet counts
+    its frames as probed; a started one its exact range, less what a resumed clip had done before."""
+
+    def __init__(self, progress: Progress, plan: BatchPlan):
+        from .pipeline import FrameRate
+
+        self._progress, self._clips, self._finished = progress, len(plan.clips), len(plan.results)
+        self._needed = {clip.name: _frame_count(clip.input) for clip in plan.to_run}
+        self._first: dict[str, int] = {}  # clip -> its first reading (where a resumed clip starts)
+        self._done: dict[str, int] = {}  # clip -> frames matted in this run
+        self._rate, self._lock = FrameRate(), threading.Lock()
+        self.task = progress.add_task(self._label(), total=sum(self._needed.values()), fps=0.0)
+
+    def _label(self) -> str:
+        return f"clips {self._finished}/{self._clips}"
+
+    def clip_at(self, name: str, done: int, total: int) -> None:
+        with self._lock:
+            first = self._first.setdefault(name, done)
+            self._done[name], self._needed[name] = done - first, total - first
+            completed = sum(self._done.values())
+            self._progress.update(self.task, completed=completed, total=sum(self._needed.values()),
+                                  fps=self._rate(completed))
+
+    def clip_finished(self) -> None:
+        with self._lock:
+            self._finished += 1
+            self._progress.update(self.task, description=self._label())
+
+
+def _frame_count(path: Path) -> int:
+    """The clip's frames as probed (0 for one that cannot be read: it fails when it runs)."""
+    from .io import probe
+
+    try:
+        return probe(path).frame_count
+    except VmatteError:
+        return 0
+
+
 def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
-              stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
+              bar: BatchBar | None, stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
     from .pipeline import FrameRate
 
     task: TaskID | None = progress.add_task(clip.name, total=None, fps=0.0) if progress else None
@@ -247,6 +289,7 @@ def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, objec
             raise KeyboardInterrupt  # the batch is being interrupted: stop this clip too
         if progress:
             progress.update(task, completed=done, total=total, fps=rate(done))
+            bar.clip_at(clip.name, done, total)
 
     try:
         return run_clip(clip, engine, options, on_progress, notice)
