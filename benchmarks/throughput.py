@@ -66,7 +66,7 @@ def run_vmatte(args: list[str], cwd: Path, code: Path | None = None) -> float:
     return float(re.search(r"\(([\d.]+) fps\)", result.stderr).group(1))
 
 
-def speed(work: Path, seconds: int) -> None:
+def speed(work: Path, seconds: float) -> None:
     print(f"{'size':>10} {'ratio':>5} {'output':<22} {'fps':>6}")
     for (width, height), ratio in (((1920, 1080), 0.25), ((960, 540), 0.4)):
         clip = make_clip(work / f"clip_{width}x{height}_{seconds}s.mp4", width, height, int(seconds * RATE))
@@ -76,7 +76,7 @@ def speed(work: Path, seconds: int) -> None:
             print(f"{width}x{height:<5} {ratio:>5} {label:<22} {fps:6.1f}", flush=True)
 
 
-def memory(work: Path, seconds: int, minutes: float) -> None:
+def memory(work: Path, seconds: float, minutes: float) -> None:
     # Peak memory is measured per process: each run is its own child, so ru_maxrss is read per run.
     print(f"{'clip':>12} {'frames':>7} {'fps':>6} {'peak MiB':>9}")
     for label, frames in ((f"{seconds} s", int(seconds * RATE)), (f"{minutes} min", int(minutes * 60 * RATE))):
@@ -91,7 +91,7 @@ def memory(work: Path, seconds: int, minutes: float) -> None:
         print(f"{label:>12} {frames:7d} {fps:6.1f} {peak:9.0f}", flush=True)
 
 
-def checkpoint_overhead(work: Path, seconds: int) -> None:
+def checkpoint_overhead(work: Path, seconds: float) -> None:
     clip = make_clip(work / f"clip_960x540_{seconds}s.mp4", 960, 540, int(seconds * RATE))
     code = ("import sys, vmatte.pipeline as p; p.SEGMENT_FRAMES = int(sys.argv.pop(1))\n"
             "from vmatte.cli import main; sys.argv = ['vmatte', *sys.argv[1:]]; main()")
@@ -108,17 +108,17 @@ def checkpoint_overhead(work: Path, seconds: int) -> None:
           f"overhead {100 * (1 - with_cp / without):.1f} %")
 
 
-def compare(work: Path, seconds: int, baseline: Path, rounds: int) -> None:
+def compare(work: Path, seconds: float, baseline: Path, rounds: int) -> None:
     side_by_side(work, seconds, rounds, {f"baseline ({baseline.name})": (baseline, []), "now (auto)": (REPO, []),
                                          "now, --backend torch": (REPO, ["--backend", "torch"])})
 
 
-def weights(work: Path, seconds: int, rounds: int) -> None:
+def weights(work: Path, seconds: float, rounds: int) -> None:
     side_by_side(work, seconds, rounds, {"uint8 export, fast guided filter": (REPO, ["-m", "rvm-mobilenetv3-int8"]),
                                          "float32 default, deep guided filter": (REPO, [])})
 
 
-def side_by_side(work: Path, seconds: int, rounds: int, variants: dict[str, tuple[Path, list[str]]]) -> None:
+def side_by_side(work: Path, seconds: float, rounds: int, variants: dict[str, tuple[Path, list[str]]]) -> None:
     """The three cases, each variant (name: (code, extra arguments); the first is what the speed-ups are
     against) run ``rounds`` times, taking turns."""
     print(f"| input | outputs | {' | '.join(f'{name} fps' for name in variants)} | "
@@ -146,7 +146,7 @@ def side_by_side(work: Path, seconds: int, rounds: int, variants: dict[str, tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", default="speed,memory,checkpoint")
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10)  # fractions: a few frames (the tests)
     parser.add_argument("--long-minutes", type=float, default=10)
     parser.add_argument("--baseline", type=Path, help="Earlier checkout for --experiments compare.")
     parser.add_argument("--rounds", type=int, default=2)

@@ -170,9 +170,16 @@ def test_frames_and_timestamps_equal_the_source(runs, name):
     assert vmatte_times == run["source_track"].times
     assert run["result"].frames == len(vmatte_times)
     assert run["result"].repeated_frames == 0
+    expected = vmatte_times
+    if info.output_time_base != info.time_base:
+        # A constant rate its container rounded (Matroska and WebM keep milliseconds) comes out on the rate's grid,
+        # within half a tick of the source's times (docs/robustness.md); every other clip keeps its times exactly.
+        assert not info.is_vfr and Path(run["source"]).suffix in (".mkv", ".webm")
+        expected = [round(time * info.frame_rate) / info.frame_rate for time in vmatte_times]
+        assert all(abs(grid - time) <= info.time_base / 2 for grid, time in zip(expected, vmatte_times))
     for kind, track in run["tracks"].items():
         assert len(track.times) == len(vmatte_times), kind
-        assert track.times == vmatte_times, f"{kind}: frame times differ from the source's"
+        assert track.times == expected, f"{kind}: frame times differ from the source's"
 
 
 @pytest.mark.parametrize("name", clip_params(CLIPS))

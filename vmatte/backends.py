@@ -29,5 +29,5 @@ def load_on_backend(model_name: str = "rvm-mobilenetv3", weights: str | Path | N
         raise VmatteError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
     engine = MattingEngine.load(model_name, weights, **load_options)
     if choose_backend(backend, engine.device, engine.dtype, engine.family) == "openvino":
-        return inference_openvino.OpenVinoEngine.from_engine(engine)
+        return inference_openvino.OpenVinoEngine.from_engine(engine, load_options.get("notice", print))
     return engine

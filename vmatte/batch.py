@@ -16,6 +16,8 @@ where one clip leaves the machine idle part of the time: many cores, or a GPU, w
 interleave on the device.
 """
 
+from __future__ import annotations
+
 import fnmatch
 import os
 import threading
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.markup import escape
@@ -32,13 +35,17 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import VmatteError
-from .frame_stats import FrameStats
-from .inference import MattingEngine
+from .interrupts import Interrupted, making_outputs
 from .io.sequence import is_pattern
 from .outputs import existing_output
-from .pipeline import FrameRate, Interrupted, JobResult, JobSettings, load_engine, run_job
 from .presets import job_settings, render_outputs
 from .resume import work_dir_for
+from .settings import JobSettings
+
+if TYPE_CHECKING:  # the pipeline (and PyTorch) loads when clips run, so a batch's options are checked at once
+    from .frame_stats import FrameStats
+    from .inference import MattingEngine
+    from .pipeline import JobResult
 
 # Container extensions taken as videos (compared case-insensitively); other files are listed as skipped.
 VIDEO_EXTENSIONS = frozenset({
@@ -142,6 +149,9 @@ def plan_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opt
     """Finds the clips and what is left to do for each (see ``run_batch``)."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     videos, others = find_videos(input_dir, recursive, glob)
+    if not videos:
+        raise VmatteError(f"{input_dir}: no videos to matte here ({glob or 'by extension'}"
+                          f"{', subfolders included' if recursive else ''}; {len(others)} other file(s))")
     base = JobSettings(input=input_dir, outputs={}, **options)
     clips = [plan_clip(video, _relative_name(video, input_dir), render_outputs(
         templates, video, out_dir, video.parent.relative_to(input_dir)), base.overwrite) for video in videos]
@@ -176,7 +186,7 @@ def run_batch(input_dir: Path, out_dir: Path, templates: Mapping[str, str], opti
     ``templates``: output kind -> template (presets.render_outputs). ``options``: JobSettings keyword arguments
     other than input and outputs (``Preset.apply`` gives them). ``engine_factory(settings)`` loads the shared
     model (default: ``load_engine``); it is called once, and only when some clip has work to do. ``progress``
-    gets a 'clips' task and one task per running clip, each with an ``fps`` field.
+    gets the batch's task (``BatchBar``) and one task per running clip, each with an ``fps`` field.
     """
     if jobs < 1:
         raise VmatteError(f"--jobs {jobs}: run at least 1 clip at a time")
@@ -189,19 +199,22 @@ def run_plan(plan: BatchPlan, options: Mapping[str, object], start: float, *, jo
              engine_factory: Callable[[JobSettings], MattingEngine] | None = None,
              progress: Progress | None = None, notice: Callable[[str], None] = print) -> BatchReport:
     """Runs a planned batch (``run_batch``; a pull's shots, pull.py); ``start``: when the batch began."""
-    clips, results, to_run = plan.clips, dict(plan.results), plan.to_run
-    overall = progress.add_task("clips", total=len(clips), completed=len(results), fps=0.0) if progress else None
+    results, to_run = dict(plan.results), plan.to_run
+    bar = BatchBar(progress, plan) if progress else None
     if to_run:
+        from .pipeline import load_engine
+
         engine = engine_factory(plan.base) if engine_factory else load_engine(plan.base, notice)
         stop = threading.Event()
 
         def run_one(clip: ClipPlan) -> ClipResult:
-            result = _run_clip(clip, engine, options, progress, stop, notice)
-            if progress:
-                progress.advance(overall)
+            result = _run_clip(clip, engine, options, progress, bar, stop, notice)
+            if bar and not stop.is_set():  # a clip stopped by Ctrl-C has not finished
+                bar.clip_finished()
             return result
 
-        with ThreadPoolExecutor(max_workers=min(jobs, len(to_run)), thread_name_prefix="vmatte-clip") as pool:
+        with making_outputs(), ThreadPoolExecutor(max_workers=min(jobs, len(to_run)),
+                                                  thread_name_prefix="vmatte-clip") as pool:
             try:
                 for clip, result in zip(to_run, pool.map(run_one, to_run)):
                     results[clip.name] = result
@@ -242,8 +255,52 @@ def _without_outputs(clips: list[ClipPlan], others: list[Path]) -> tuple[list[Cl
     return [clip for clip in clips if not is_output(clip.input)], [path for path in others if not is_output(path)]
 
 
+class BatchBar:
+    """The batch's own task: the frames this run has matted over the frames its clips need, so that its rate and
+    time left are the batch's, with the clips finished so far in its description. A clip not started yet counts
+    its frames as probed; a started one its exact range, less what a resumed clip had done before."""
+
+    def __init__(self, progress: Progress, plan: BatchPlan):
+        from .pipeline import FrameRate
+
+        self._progress, self._clips, self._finished = progress, len(plan.clips), len(plan.results)
+        self._needed = {clip.name: _frame_count(clip.input) for clip in plan.to_run}
+        self._first: dict[str, int] = {}  # clip -> its first reading (where a resumed clip starts)
+        self._done: dict[str, int] = {}  # clip -> frames matted in this run
+        self._rate, self._lock = FrameRate(), threading.Lock()
+        self.task = progress.add_task(self._label(), total=sum(self._needed.values()), fps=0.0)
+
+    def _label(self) -> str:
+        return f"clips {self._finished}/{self._clips}"
+
+    def clip_at(self, name: str, done: int, total: int) -> None:
+        with self._lock:
+            first = self._first.setdefault(name, done)
+            self._done[name], self._needed[name] = done - first, total - first
+            completed = sum(self._done.values())
+            self._progress.update(self.task, completed=completed, total=sum(self._needed.values()),
+                                  fps=self._rate(completed))
+
+    def clip_finished(self) -> None:
+        with self._lock:
+            self._finished += 1
+            self._progress.update(self.task, description=self._label())
+
+
+def _frame_count(path: Path) -> int:
+    """The clip's frames as probed (0 for one that cannot be read: it fails when it runs)."""
+    from .io import probe
+
+    try:
+        return probe(path).frame_count
+    except VmatteError:
+        return 0
+
+
 def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object], progress: Progress | None,
-              stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
+              bar: BatchBar | None, stop: threading.Event, notice: Callable[[str], None]) -> ClipResult:
+    from .pipeline import FrameRate
+
     task: TaskID | None = progress.add_task(clip.name, total=None, fps=0.0) if progress else None
     rate = FrameRate()
 
@@ -252,6 +309,7 @@ def _run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, objec
             raise KeyboardInterrupt  # the batch is being interrupted: stop this clip too
         if progress:
             progress.update(task, completed=done, total=total, fps=rate(done))
+            bar.clip_at(clip.name, done, total)
 
     try:
         return run_clip(clip, engine, options, on_progress, notice)
@@ -264,6 +322,8 @@ def run_clip(clip: ClipPlan, engine: MattingEngine, options: Mapping[str, object
              on_progress: Callable[[int, int], None], notice: Callable[[str], None]) -> ClipResult:
     """Runs one planned clip; its failure becomes its result (the batch goes on). ``on_progress(done, total)``
     is called after each chunk (raising KeyboardInterrupt there stops the clip, resumable)."""
+    from .pipeline import run_job
+
     try:
         settings = job_settings(clip.input, clip.to_write, {**options, **clip.options})
         job = run_job(settings, engine=engine, on_progress=on_progress, notice=lambda m: notice(f"{clip.name}: {m}"))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__
+from . import __version__, interrupts
 from .errors import VmatteError
 
 console = Console(stderr=True, highlight=False)
@@ -46,10 +46,12 @@ def user_errors():
         yield
     except VmatteError as exc:
         say(str(exc), "[bold red]error:[/] ")
+        interrupts.told()
         raise typer.Exit(getattr(exc, "exit_code", 1)) from None
-    except KeyboardInterrupt:
-        say("nothing finished was written", "[yellow]interrupted:[/] ")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # without interrupts.install() (tests call the app in process), or before the work
+        say(interrupts.BEFORE_WORK)
+        interrupts.told()
+        raise typer.Exit(interrupts.exit_code()) from None
     except typer.Exit:  # an exit code chosen on purpose (a batch with failed clips)
         raise
     except Exception as exc:
@@ -176,6 +178,7 @@ def run_command(
     """Matte a clip (or a folder of clips): write alpha matte, foreground and/or composite."""
     from .batch import find_videos
     from .io.sequence import folder_images
+    from .models.weights import check_weight_file
     from .presets import DEFAULT_OUTPUTS, merge_templates, render_outputs
     from .settings import check_number_from
 
@@ -196,6 +199,8 @@ def run_command(
             downsample_ratio=downsample_ratio, fps=fps, start=start, end=end, preroll=preroll, cuts=cuts,
             cut_threshold=cut_threshold, smooth=smooth)
         options.update(overwrite=overwrite, fresh=fresh)
+        if options.get("weights") is not None:
+            check_weight_file(options["weights"])
         templates = merge_templates(chosen.outputs if chosen else {}, out_template or []) \
             if (chosen or out_template) else {}
         explicit = {kind: path for kind, path in (("alpha", out), ("fgr", fgr), ("comp", comp)) if path}
@@ -262,17 +267,21 @@ def temporal_options(model: str, preroll: int | None, cuts: bool | None, cut_thr
 
 def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bool, quiet: bool,
                 report: Path | None) -> None:
+    from .io import probe
     from .io.writer import output_use
-    from .pipeline import FrameRate, check_outputs, run_job
+    from .outputs import check_outputs
     from .presets import job_settings
 
+    probe(input)  # a missing, damaged or unsupported input is said now, not after the model has loaded
     settings = job_settings(input, outputs, options)
+    check_outputs(settings.input, settings.outputs, settings.overwrite, settings.fresh)
     if dry_run:
-        check_outputs(settings.input, settings.outputs, settings.overwrite)
         typer.echo(f"{input} ->")
         for kind, path in settings.outputs.items():
             typer.echo(f"  {kind}: {path}")
         return
+    from .pipeline import FrameRate, run_job  # PyTorch loads here, once the options and paths are known to be right
+
     with make_progress(quiet) as progress:
         tasks = []  # the bar appears when the frames start flowing, so an early error stands alone
         rate = FrameRate()
@@ -285,9 +294,10 @@ def _run_single(input: Path, outputs: dict[str, str], options: dict, dry_run: bo
         result = run_job(settings, on_progress=on_progress, notice=say)
     for note in result.notes:
         say(note, "[yellow]note:[/] ")
-    if not quiet:
-        say(f"wrote {', '.join(result.outputs.values())}: {result.frames} frames in {result.seconds:.1f} s "
-            f"({result.fps:.1f} fps)")
+    if not quiet:  # the frames this run matted: a resumed run did only the rest
+        resumed = f" (resumed after {result.resumed_from} done before)" if result.resumed_from else ""
+        say(f"wrote {', '.join(result.outputs.values())}: {result.frames - result.resumed_from} frames in "
+            f"{result.seconds:.1f} s ({result.fps:.1f} fps){resumed}")
         for kind, path in result.outputs.items():
             say(f"  {path}: {output_use(kind, path, settings.premultiplied)}")
     if report is not None:
@@ -577,6 +587,36 @@ def models_pull_command(name: str = typer.Argument(..., help="Model name, as 'vm
         say(f"{name}: {path}")
 
 
+cache_app = typer.Typer(help="Compiled CPU graphs (one per working size): list them, or clear them.",
+                        no_args_is_help=False)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.callback(invoke_without_command=True)
+def cache_command(context: typer.Context) -> None:
+    """The compiled CPU graphs, least recently used first, with their total and the cache's limit."""
+    from .compiled_cache import compiled_dir, describe, graphs, limit_bytes
+
+    if context.invoked_subcommand is not None:
+        return
+    with user_errors():
+        present = graphs()
+        for graph in present:
+            typer.echo(describe(graph))
+        typer.echo(f"{len(present)} graph(s), {sum(g.size for g in present) / 1e6:.1f} MB in {compiled_dir()} "
+                   f"(limit {limit_bytes() / 1e6:.0f} MB: VMATTE_COMPILED_CACHE_MB)")
+
+
+@cache_app.command("clear")
+def cache_clear_command() -> None:
+    """Remove every compiled graph (each is built again, once, when a run needs it)."""
+    from .compiled_cache import clear
+
+    with user_errors():
+        removed = clear()
+        typer.echo(f"removed {len(removed)} graph(s), {sum(g.size for g in removed) / 1e6:.1f} MB")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"vmatte {__version__}")
@@ -591,12 +631,13 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def with_command(argv: list[str]) -> list[str]:
     """``vmatte INPUT ...`` is short for ``vmatte run INPUT ...``."""
-    commands = {"run", "info", "models", "presets", "eval", "pull", "preview"}
+    commands = {"run", "info", "models", "presets", "eval", "pull", "preview", "cache"}
     return ["run", *argv] if argv and argv[0] not in commands and not argv[0].startswith("-") else argv
 
 
 def main() -> None:
     """Entry point."""
+    interrupts.install()  # first: a Ctrl-C during the imports below must not leave a half-imported PyTorch
     app(args=with_command(sys.argv[1:]), prog_name="vmatte")
 
 

@@ -39,10 +39,11 @@ from .batch import (
     run_clip,
 )
 from .errors import VmatteError
+from .interrupts import Interrupted, making_outputs
 from .io import open_source
 from .io.writer import sequence_pattern, writer_class
 from .outputs import OutputTrack, segment_path
-from .pipeline import Interrupted, JobSettings, load_engine
+from .pipeline import JobSettings, load_engine
 from .presets import job_settings
 from .resume import CHECKPOINT, remove_work_dir, work_dir_for
 from .temporal import cut_flags
@@ -109,16 +110,19 @@ def run_plan_on_ray(plan: BatchPlan, out_dir: Path, options: Mapping[str, object
     absolute; ``start``: when the batch began."""
     results = dict(plan.results)
     overall = progress.add_task("clips", total=len(plan.clips), completed=len(results), fps=0.0) if progress else None
-    if plan.to_run:
-        connected = connect(address)
-        try:
-            for result in _run_clips(plan, out_dir, options, jobs, split, progress, notice):
-                results[result.name] = result
-                if progress:
-                    progress.advance(overall)
-        finally:
-            if connected:
-                _ray().shutdown()
+    # From here a Ctrl-C stops the batch through Ray (ending at once would leave a local Ray running).
+    with making_outputs():
+        if plan.to_run:
+            connected = connect(address)
+            try:
+                for result in _run_clips(plan, Path(os.path.abspath(out_dir)), options, jobs, split, progress,
+                                         notice):
+                    results[result.name] = result
+                    if progress:
+                        progress.advance(overall)
+            finally:
+                if connected:
+                    _ray().shutdown()
     return plan.report(results, time.perf_counter() - start)
 
 

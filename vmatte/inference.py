@@ -10,7 +10,7 @@ from .errors import VmatteError
 from .models.loader import load_rvm, prepare_for_inference
 from .models.matting_network import MattingOutput
 from .models.modnet import load_modnet, predict_matte
-from .models.weights import MODELS, resolve, sha256_of
+from .models.weights import MODELS, check_weight_file, resolve, sha256_of
 from .settings import PRECISION_NAMES
 
 PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
@@ -72,6 +72,7 @@ class MattingEngine:
             model_name = known.name
         else:
             path = Path(weights)
+            check_weight_file(path)
         family = MODELS[model_name].family
         network = load_modnet(path) if family == "modnet" else load_rvm(path, semantics=semantics, refiner=refiner)
         network = prepare_for_inference(network, device, dtype)

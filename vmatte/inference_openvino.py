@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,10 @@ import numpy as np
 import torch
 
 from . import models
+from .compiled_cache import compiled_dir, mark_used, prune
 from .errors import VmatteError
 from .inference import MattingEngine
 from .models.matting_network import MattingNetwork, MattingOutput, full_resolution
-from .models.weights import cache_dir
 
 # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -90,20 +91,22 @@ def state_shapes(network: MattingNetwork, height: int, width: int) -> list[tuple
 class OpenVinoEngine(MattingEngine):
     """A ``MattingEngine`` whose ``run`` goes through OpenVINO, one frame per call, carrying the state."""
 
-    cache: Path = field(default_factory=lambda: cache_dir() / "compiled")
+    cache: Path = field(default_factory=compiled_dir)
+    notice: Callable[[str], None] = field(default=print, repr=False)  # says when a graph is built (seconds)
     _compiled: dict = field(default_factory=dict, repr=False)  # (h, w, refine, need_fgr) -> (compiled, shapes)
     # A batch runs clips in threads on one engine: one build per shape, and one inference request per call.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_engine(cls, engine: MattingEngine) -> "OpenVinoEngine":
+    def from_engine(cls, engine: MattingEngine, notice: Callable[[str], None] = print) -> "OpenVinoEngine":
         if engine.family != "rvm":
             raise VmatteError(f"--backend openvino runs RVM models; {engine.model_name} runs on --backend torch")
         if engine.device.type != "cpu" or engine.dtype != torch.float32:
             raise VmatteError("--backend openvino runs on the CPU in fp32; use --backend torch for "
                               f"{engine.device.type} {str(engine.dtype).removeprefix('torch.')}")
         import_openvino()
-        return cls(engine.model, engine.model_name, engine.family, engine.weights_path, engine.device, engine.dtype)
+        return cls(engine.model, engine.model_name, engine.family, engine.weights_path, engine.device, engine.dtype,
+                   notice=notice)
 
     def settings(self) -> dict:
         return {**super().settings(), "backend": f"openvino {import_openvino().__version__}"}
@@ -155,11 +158,16 @@ class OpenVinoEngine(MattingEngine):
     def _compile(self, key: tuple):
         path = self.graph_path(*key)
         if not path.is_file():
+            height, width = key[:2]
+            self.notice(f"preparing the CPU graph for the model's working size {width}x{height}, once (runs at "
+                        "this size reuse it)")
             try:
                 self._build(path, *key)
             except (OSError, RuntimeError) as exc:  # OpenVINO's save_model says only "iostream error"
                 raise VmatteError(f"cannot write the compiled model to {path.parent} ({exc}): free some space "
                                   "there, set VMATTE_HOME to another folder, or use --backend torch") from None
+            prune(self.cache, keep=path.parent)
+        mark_used(path.parent)
         compiled = import_openvino().Core().compile_model(path, "CPU", COMPILE_CONFIG)
         self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
         return self._compiled[key]

@@ -6,15 +6,16 @@ sequences (PNG, OpenEXR) are written frame by frame (each file atomically) into 
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import VmatteError
 from .io import FrameWriter, VideoInfo, open_writer
 from .io.frame_writer import file_number
 from .io.segments import join_segments
-from .io.sequence import is_pattern, numbered_name
+from .io.sequence import is_pattern, is_sequence, numbered_name
 from .io.writer import is_single_png, sequence_pattern, writer_class
-from .resume import clear_work_dir, remove_work_dir, work_dir_for
+from .resume import CHECKPOINT, clear_work_dir, remove_work_dir, work_dir_for
 
 
 def existing_output(path: str) -> bool:
@@ -24,6 +25,44 @@ def existing_output(path: str) -> bool:
         name = numbered_name(target.name)
         return target.parent.is_dir() and any(name.match(p.name) for p in target.parent.iterdir())
     return target.is_file() or (target.is_dir() and any(p for p in target.iterdir() if not p.name.startswith(".")))
+
+
+def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool, fresh: bool = False) -> None:
+    """Everything about the outputs that can be wrong before any work starts (the command line calls this before
+    it loads PyTorch and the model, so a wrong path is said at once)."""
+    if not outputs:
+        raise VmatteError("nothing to write: give at least one of --out (alpha), --fgr or --comp")
+    source = Path(input).resolve()
+    source_folder = source if source.is_dir() else source.parent if is_sequence(input) else None
+    # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
+    resuming = not fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in outputs.values())
+    for kind, path in outputs.items():
+        sequence = writer_class(kind, path).is_sequence
+        target = Path(path).resolve()
+        if target == source or (sequence and sequence_pattern(path).parent.resolve() == source_folder):
+            raise VmatteError(f"{path}: an output cannot be written over its own input")
+        if existing_output(path) and not (overwrite or resuming):
+            raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
+        check_writable(path)
+    paths = [os.path.abspath(p) for p in outputs.values()]
+    if len(set(paths)) != len(paths):
+        raise VmatteError("two outputs have the same path")
+
+
+def check_writable(output: str) -> None:
+    """The folder an output (and its work folder) goes in can take files: its nearest existing folder is tried
+    with an empty file, as permission bits do not tell (root, read-only mounts, ACLs)."""
+    folder = work_dir_for(output).parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise VmatteError(f"{output}: {folder} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".vmatte-write-test-", dir=folder)
+    except OSError as exc:
+        raise VmatteError(f"{output}: cannot write in {folder} ({exc.strerror})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def segment_path(work_dir: Path, index: int, suffix: str) -> Path:

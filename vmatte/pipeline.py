@@ -24,22 +24,21 @@ from .errors import VmatteError, disk_full_cause
 from .frame_stats import FrameStats
 from .heap import reuse_large_blocks
 from .inference import MattingEngine, choose_device
+from .interrupts import Interrupted, check, making_outputs
 from .io import VideoInfo, open_background, open_source
 from .io.clip_range import FrameRange, RangeSource, resolve_range
 from .io.frame_writer import partial_path
 from .io.png import SINGLE_PNG_HOLDS_ONE
 from .io.sequence import is_sequence, sequence_files
-from .io.writer import is_single_png, sequence_pattern, writer_class
-from .outputs import OutputTrack, existing_output
+from .io.writer import is_single_png
+from .outputs import OutputTrack, check_outputs
 from .resume import (
-    CHECKPOINT,
     Checkpoint,
     CorruptCheckpoint,
     fingerprint_differences,
     load_checkpoint,
     locked_work_dirs,
     save_checkpoint,
-    work_dir_for,
 )
 from .settings import OUTPUT_KINDS, JobSettings, quality_level
 from .temporal import Boundary, MattedFrame, MattingStream, chunks
@@ -63,12 +62,6 @@ class JobResult:
     def fps(self) -> float:
         done = self.frames - self.resumed_from
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-class Interrupted(VmatteError):
-    """Ctrl-C: progress is kept; running the same command again resumes."""
-
-    exit_code = 130
 
 
 class _Stopped(Exception):
@@ -117,24 +110,6 @@ def _get(q: queue.Queue, stop: threading.Event, stages: list[_Stage] = ()):
         except queue.Empty:
             continue
     raise _Stopped
-
-
-def check_outputs(input: Path, outputs: dict[str, str], overwrite: bool) -> None:
-    """Everything about the outputs that can be wrong before any work starts."""
-    if not outputs:
-        raise VmatteError("nothing to write: give at least one of --out (alpha), --fgr or --comp")
-    source = Path(input).resolve()
-    source_folder = source if source.is_dir() else source.parent if is_sequence(input) else None
-    for kind, path in outputs.items():
-        sequence = writer_class(kind, path).is_sequence
-        target = Path(path).resolve()
-        if target == source or (sequence and sequence_pattern(path).parent.resolve() == source_folder):
-            raise VmatteError(f"{path}: an output cannot be written over its own input")
-        if existing_output(path) and not overwrite:
-            raise VmatteError(f"{path} already exists; pass --overwrite to replace it")
-    paths = [os.path.abspath(p) for p in outputs.values()]
-    if len(set(paths)) != len(paths):
-        raise VmatteError("two outputs have the same path")
 
 
 def fingerprint(settings: JobSettings, info: VideoInfo, engine: MattingEngine, ratio: float,
@@ -217,9 +192,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
     starts), after each chunk, and at the end.
     """
     reuse_large_blocks()
-    # Outputs of a run killed while it was putting them in place exist already; resuming finishes the job.
-    resuming = not settings.fresh and any((work_dir_for(p) / CHECKPOINT).is_file() for p in settings.outputs.values())
-    check_outputs(settings.input, settings.outputs, settings.overwrite or resuming)
+    check_outputs(settings.input, settings.outputs, settings.overwrite, settings.fresh)
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
     source = RangeSource(source, job_range(settings, source))
     info = source.info
@@ -238,7 +211,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                           exr_display_encoded=settings.exr_display_encoded)
               for kind in OUTPUT_KINDS if kind in settings.outputs]
     current = fingerprint(settings, info, engine, ratio, segment_frames)
-    with locked_work_dirs({track.work_dir: track.path for track in tracks}):
+    with making_outputs(), locked_work_dirs({track.work_dir: track.path for track in tracks}):
         checkpoint = _resume_point(tracks, current, settings.fresh, notice)
         temporal = settings.temporal.for_source(info.is_image_sequence)
         first, end = source.first, source.end
@@ -317,6 +290,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
                 stage.start()
             while (frames := _get(decoded, stop, stages)) is not None:
                 _put(matted, stream.push(frames), stop)
+                check()
                 if on_progress:
                     on_progress(stream.next_frame - first, end - first)
             _put(matted, stream.finish(), stop)

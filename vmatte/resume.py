@@ -21,8 +21,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .errors import VmatteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,6 +70,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
+    import torch  # here, not at the top: the command line checks outputs (existing_output) before PyTorch loads
+
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, "fingerprint": json.dumps(checkpoint.fingerprint, sort_keys=True),
                 "next_frame": checkpoint.next_frame, "written": checkpoint.written, "segments": checkpoint.segments,
@@ -81,6 +81,8 @@ def save_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(work_dir: Path) -> Checkpoint | None:
     """The saved checkpoint, or None when there is none. A damaged one raises ``CorruptCheckpoint``."""
+    import torch
+
     path = work_dir / CHECKPOINT
     if not path.is_file():
         return None

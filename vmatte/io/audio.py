@@ -5,8 +5,12 @@ Codecs MOV can hold are stream-copied (packets and timestamps untouched). Others
 decoded to PCM: 16-bit when the source decodes to 16-bit samples, else 24-bit (a 24-bit FLAC stays 24-bit). PCM
 has no encoder delay, so the duration is unchanged.
 
-The audio of a range of a clip (an ``AudioCut``) is always decoded to PCM, so it is cut at the sample where
-the range's first frame starts and its last frame ends (a copied AAC packet holds 1024 samples).
+An MP4 (the H.264 preview) holds what MP4 players and editors take: AAC and MP3 are copied, anything else is
+encoded to AAC (PCM in MP4 is refused by many of them); the MP4 muxer's edit list hides the encoder's delay.
+
+The audio of a range of a clip (an ``AudioCut``) is always decoded (and encoded again where it goes to an MP4),
+so it is cut at the sample where the range's first frame starts and its last frame ends (a copied AAC packet
+holds 1024 samples).
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ MOV_COPYABLE = {
     "aac", "alac", "mp3", "ac3", "eac3",
     "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f32be",
 }
+MP4_COPYABLE = {"aac", "mp3"}
 SIXTEEN_BIT_FORMATS = {"u8", "u8p", "s16", "s16p"}
+AAC_FRAME_SAMPLES = 1024  # the AAC encoder takes frames of exactly this many samples (the last may be shorter)
+AAC_BIT_RATE = 256_000  # stereo; transparent for a preview's sound
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,20 @@ class AudioTrack:
         self._input = source
         self._cut = cut
         context = source_stream.codec_context
-        self._copy = context.codec.canonical_name in MOV_COPYABLE and cut is None
+        mp4 = output.format.name == "mp4"
+        self._copy = context.codec.canonical_name in (MP4_COPYABLE if mp4 else MOV_COPYABLE) and cut is None
+        # AAC frames are re-cut to the encoder's size here; the first sample still waiting is at _fifo_next.
+        self._fifo = av.AudioFifo() if mp4 and not self._copy else None
+        self._fifo_next = 0
         if self._copy:
             self._stream = output.add_stream_from_template(source_stream)
         else:
             sixteen_bit = context.format.name in SIXTEEN_BIT_FORMATS
-            codec, sample_format = ("pcm_s16le", "s16") if sixteen_bit else ("pcm_s24le", "s32")
+            codec, sample_format = (("aac", "fltp") if mp4 else ("pcm_s16le", "s16") if sixteen_bit
+                                    else ("pcm_s24le", "s32"))
             self._stream = output.add_stream(codec, rate=context.sample_rate, layout=context.layout)
+            if mp4:
+                self._stream.bit_rate = AAC_BIT_RATE * max(1, len(context.layout.channels)) // 2
             self._stream.time_base = Fraction(1, context.sample_rate)
             self._resampler = av.AudioResampler(format=sample_format, layout=context.layout, rate=context.sample_rate)
             self._next_sample: int | None = None
@@ -74,6 +88,8 @@ class AudioTrack:
     def finish(self) -> None:
         self.mux_until(float("inf"))
         if not self._copy:
+            if self._fifo is not None and self._fifo.samples:
+                self._output.mux(list(self._encoded_from_fifo(self._fifo.samples)))
             self._output.mux(self._stream.encode(None))
 
     def close(self) -> None:
@@ -100,9 +116,23 @@ class AudioTrack:
                     pcm, first = self._within_cut(pcm, first)
                     if pcm is None:
                         continue
-                pcm.pts = first
                 pcm.time_base = self._stream.time_base
-                yield from self._stream.encode(pcm)
+                if self._fifo is None:
+                    pcm.pts = first
+                    yield from self._stream.encode(pcm)
+                    continue
+                if not self._fifo.samples:
+                    self._fifo_next = first
+                pcm.pts = None  # the FIFO would check the times of its input; the output's are set below
+                self._fifo.write(pcm)
+                while self._fifo.samples >= AAC_FRAME_SAMPLES:
+                    yield from self._encoded_from_fifo(AAC_FRAME_SAMPLES)
+
+    def _encoded_from_fifo(self, samples: int) -> Iterator[av.Packet]:
+        pcm = self._fifo.read(samples)
+        pcm.pts, pcm.time_base = self._fifo_next, self._stream.time_base
+        self._fifo_next += pcm.samples
+        yield from self._stream.encode(pcm)
 
     def _within_cut(self, pcm: av.AudioFrame, first: int) -> tuple[av.AudioFrame | None, int]:
         """The samples of ``pcm`` (starting at sample ``first``) inside the cut, and where they go in the output."""

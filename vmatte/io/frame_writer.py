@@ -94,8 +94,8 @@ class VideoFileWriter(FrameWriter):
             tag_colour(self._stream.codec_context, self._colour)
             if info.pixel_aspect != 1:
                 self._stream.codec_context.sample_aspect_ratio = info.pixel_aspect
-            self._stream.time_base = info.time_base
-            self._stream.codec_context.time_base = info.time_base
+            self._stream.time_base = info.output_time_base
+            self._stream.codec_context.time_base = info.output_time_base
             tag_timecode(self._stream, info)
             if audio_from is not None:
                 self._audio = open_audio_track(self._container, audio_from, info.audio_cut)
@@ -117,8 +117,8 @@ class VideoFileWriter(FrameWriter):
         # Encoders such as prores_ks code the frame's own tags into the bitstream, which decoders believe
         # over the container's colr atom: untagged frames would read back as unspecified colour.
         tag_colour(frame, self._colour)
-        frame.pts = pts
-        frame.time_base = self.info.time_base
+        frame.pts = self.info.output_pts(pts)
+        frame.time_base = self.info.output_time_base
         self._container.mux(self._stream.encode(frame))
         if self._audio is not None:
             self._audio.mux_until(float(pts * self.info.time_base))
@@ -219,7 +219,7 @@ def open_output_container(
         if container_format in ("mov", "mp4"):
             # A movie timescale equal to the track's keeps a non-zero first pts exact (the edit list that
             # carries it is written in movie units, by default milliseconds).
-            options = {"movie_timescale": str(info.time_base.denominator), **options}
+            options = {"movie_timescale": str(movie_timescale(info)), **options}
         return av.open(str(partial), "w", format=container_format, options=options)
     except (av.FFmpegError, OSError) as error:
         raise VmatteError(f"{path}: cannot write here ({error})") from None
@@ -237,6 +237,15 @@ def tag_colour(target: av.VideoCodecContext | av.VideoFrame, colour: Colour) -> 
     target.color_primaries = code_point(PRIMARIES_NAMES, colour.primaries)
     target.color_trc = code_point(TRANSFER_NAMES, colour.transfer)
     target.color_range = LIMITED_RANGE
+
+
+def movie_timescale(info: VideoInfo) -> int:
+    """The video track's timescale as FFmpeg's MOV muxer sets it (the time base's denominator, doubled up to at
+    least 10000), so a non-zero first pts stays exact in the edit list that carries it, and audio's is close."""
+    scale = info.output_time_base.denominator
+    while scale < 10000:
+        scale *= 2
+    return scale
 
 
 def tag_timecode(stream: av.VideoStream, info: VideoInfo) -> None:

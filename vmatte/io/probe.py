@@ -86,6 +86,20 @@ class VideoInfo:
     @property
     def interlaced(self) -> bool:
         return self.field_order != "progressive"
+
+    @property
+    def output_time_base(self) -> Fraction:
+        """The time base video outputs are written in: the source's, unless the clip is constant-rate in a time
+        base its frame times do not fall on (Matroska's milliseconds at 30 fps: 33, 34, 33 ms apart); then the
+        rate's own, as FFmpeg writes such a clip, so the output is constant-rate too. A variable-rate clip keeps
+        its times exactly."""
+        if self.is_vfr or (1 / (self.frame_rate * self.time_base)).denominator == 1:
+            return self.time_base
+        return 1 / self.frame_rate
+
+    def output_pts(self, pts: int) -> int:
+        """A source pts in ``output_time_base``: on the rate's grid where that is the rate's own."""
+        return round(pts * self.time_base / self.output_time_base)
     timecode: str | None = None  # of the first frame, as HH:MM:SS:FF (';' before FF: drop-frame); None: not stated
     first_frame: int = 0  # the source position of frame 0 (a range of a clip starts later)
     audio_cut: AudioCut | None = None  # a range: the part of the source's audio that goes with it
@@ -183,7 +197,7 @@ def _scan_video(path: Path) -> tuple[VideoInfo, Timeline]:
         codec = stream.codec_context.codec.canonical_name
         packets, audio_ends = _demux(path, container, stream, codec)
         audio = tuple(_audio_info(container.streams[index], end) for index, end in audio_ends.items())
-        metadata = dict(stream.metadata)
+        metadata = {key.lower(): value for key, value in stream.metadata.items()}  # FFmpeg may upper-case tags
         average_rate, guessed_rate = stream.average_rate, stream.guessed_rate
         sample_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         stream_index, time_base = stream.index, Fraction(stream.time_base)
@@ -438,8 +452,16 @@ def _frame_rate(
     for candidates in (STANDARD_RATES, declared):
         agreeing = [rate for rate in candidates if abs(rate / measured - 1) <= tolerance]
         if agreeing:
-            return min(agreeing, key=lambda rate: abs(rate - measured)), False
+            # Over a short span 30 and 30000/1001 both fit the average; the rate whose frame times, rounded to the
+            # time base, are the timestamps (30 fps in milliseconds: 0, 33, 67, 100 ...) is the clip's.
+            return min(agreeing, key=lambda rate: _grid_deviation(pts, time_base, rate)), False
     return measured, False
+
+
+def _grid_deviation(pts: tuple[int, ...], time_base: Fraction, rate: Fraction) -> Fraction:
+    """The largest distance, in ticks, of the timestamps from the first one plus whole frames at ``rate``."""
+    ticks_per_frame = 1 / (rate * time_base)
+    return max(abs(t - pts[0] - index * ticks_per_frame) for index, t in enumerate(pts))
 
 
 def _scan_sequence(path: Path, frame_rate: Fraction) -> tuple[VideoInfo, Timeline]:

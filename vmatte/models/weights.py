@@ -66,6 +66,31 @@ SAME_WEIGHTS = {"rvm-mobilenetv3": "rvm-mobilenetv3-onnx"}
 FALLBACKS = {"rvm-mobilenetv3": "rvm-mobilenetv3-int8"}
 
 
+# How the files --weights takes begin: a PyTorch archive or a TF.js export's .zip (zip), a legacy PyTorch pickle
+# (protocol marker), an ONNX model (protobuf field 1, ir_version, varint).
+WEIGHT_FILE_STARTS = (b"PK\x03\x04", b"\x80", b"\x08")
+WEIGHT_FILES = "a PyTorch .pth/.ckpt, an official .onnx, or the TF.js export (its folder, model.json or .zip)"
+
+
+def check_weight_file(path: Path) -> None:
+    """Says at once, without PyTorch, when a --weights path cannot be weights: missing, unreadable, or some other
+    kind of file (a video); the loaders find what is wrong inside a file that starts right."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.json").is_file():
+            raise VmatteError(f"{path}: a folder without model.json, so not weights ({WEIGHT_FILES})")
+        return
+    try:
+        with open(path, "rb") as file:
+            start = file.read(4)
+    except FileNotFoundError:
+        raise VmatteError(f"{path}: weight file not found") from None
+    except OSError as exc:
+        raise VmatteError(f"{path}: cannot read the weight file ({exc.strerror})") from None
+    if path.name != "model.json" and not start.startswith(WEIGHT_FILE_STARTS):
+        raise VmatteError(f"{path}: not a weight file; --weights takes {WEIGHT_FILES}")
+
+
 def cache_dir() -> Path:
     if home := os.environ.get("VMATTE_HOME"):
         return Path(home)
