@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 DOCS = sorted((REPO / "docs").glob("*.md"))
 # Pages whose commands a test of their own runs (it reads them from the page, as this file does).
-OWN_TESTS = {"pulls.md": "test_pull.py", "review.md": "test_review.py"}
+OWN_TESTS = {"pulls.md": "test_pull.py", "review.md": "test_review.py", "robustness.md": "test_robustness.py"}
 SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
 CAMERA = "robustness_videos/mmaction2_basketball_2997_426x240.mp4"  # 110 frames of it, with a timecode track
 OUTPUT_OPTIONS = ("--out", "--fgr", "--comp", "--out-dir", "--csv", "--plot")

@@ -10,7 +10,7 @@ estimate of the full run's.
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
 
@@ -60,9 +60,11 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
                 # the preview takes them too (and keeps only the first matte).
                 length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
                 one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
-                stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
-                # A short warm-up (a run's replay from the last cut would cost the whole shot): the pre-roll's
-                # length of frames before, replayed as a shot start (docs/review.md states the bound it gives).
+                # A short warm-up, where a run's range replays the whole shot before it (docs/pulls.md): the
+                # state carried over the pre-roll's length of frames before, with no pre-roll of their own
+                # (docs/review.md states the bound this gives).
+                warming = temporal if index == 0 else replace(temporal, preroll=0)
+                stream = MattingStream(engine, ratio, warming, settings.chunk, need_fgr=False)
                 warmed = stream.warm_up(one.context_frames, max(one.earliest, -temporal.preroll))
                 frames = list(one.frames(0))
                 frame = frames[0]
