@@ -272,3 +272,16 @@ def test_preview_benchmark_command_of_the_page(small_clip, weights_dir):
     clips = [arg for arg in shlex.split(line) if arg.startswith("../shared/")]
     out = run_benchmark(line, ["--frames", "3"], dict.fromkeys(clips, str(small_clip)))
     assert re.search(r"kids.mp4 \(192x108, 40 frames\): preview of 3 frames MAD x1e3 max [\d.]+", out), out
+
+
+def test_statistics_cross_a_process_boundary():
+    """A Ray worker returns its clip's statistics pickled: everything but the optical flow and the lock travels."""
+    import pickle
+
+
+    stats = FrameStats(10, 50, "01:00:00:00")
+    stats.coverage, stats.chatter, stats.holes = [12.5, 13.0], [0.1, 0.2], [0.0, 0.0]
+    copy = pickle.loads(pickle.dumps(stats))
+    assert (copy.coverage, copy.chatter, copy.holes, copy.sheet_frames, copy.timecode) == \
+        (stats.coverage, stats.chatter, stats.holes, stats.sheet_frames, stats.timecode)
+    assert copy._flow is not None and copy._lock is not stats._lock

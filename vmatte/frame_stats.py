@@ -137,6 +137,14 @@ class FrameStats:
         self._flow = new_flow()
         self._lock = threading.Lock()  # ``see`` and ``save`` run on different threads
 
+    def __getstate__(self) -> dict:
+        """What crosses a process boundary (a Ray worker's result): all but the optical flow and the lock."""
+        return {name: value for name, value in vars(self).items() if name not in ("_flow", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._flow, self._lock = new_flow(), threading.Lock()
+
     def see(self, frames: list[SourceFrame]) -> None:
         started = time.perf_counter()
         pictures = {frame.index: (frame.time, small_picture(frame.rgb)) for frame in frames}
