@@ -77,8 +77,8 @@ def main() -> None:
     for (width, height), ratio in [case for case in CASES if str(case[0][1]) in args.heights.split(",")]:
         ratio = ratio or auto_downsample_ratio(height, width)
         clip = make_clip(work / f"clip_{width}x{height}_{args.frames}.mp4", width, height, args.frames)
-        loop = [sys.executable, __file__, "--loop", str(clip), str(work / "loop"), str(ratio)]
-        vmatte = [sys.executable, "-m", "vmatte", str(clip), "--out", str(work / "vmatte") + "/", "--png-depth",
+        loop = [sys.executable, __file__, "--loop", str(clip), str(work / "loop-out"), str(ratio)]
+        vmatte = [sys.executable, "-m", "vmatte", str(clip), "--out", str(work / "vmatte-out") + "/", "--png-depth",
                   "8", "-r", str(ratio), "--overwrite", "--fresh", "--quiet"]
         timed(vmatte, work)  # untimed: builds this shape's compiled graph once, as any first run does
         seconds: dict[str, list[float]] = {"loop": [], "vmatte": []}
