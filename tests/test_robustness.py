@@ -28,6 +28,7 @@ from vmatte.compiled_cache import graphs, prune
 from vmatte.io import open_source, open_writer, probe
 from vmatte.io.audio import AudioCut
 from vmatte.io.segments import join_segments
+from vmatte.resume import LOCK
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "robustness.md").read_text()
@@ -59,6 +60,19 @@ def handlers_installed(process: subprocess.Popen) -> bool:
     status = Path(f"/proc/{process.pid}/status").read_text()
     caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
     return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+def holds_work_folder(process: subprocess.Popen, work_folder: Path) -> bool:
+    """Whether this run has opened its work folder's lock file (the folder itself may be left from an earlier,
+    interrupted run, so its existence says nothing about this one); looked up in /proc, never by locking."""
+    if process.poll() is not None:
+        return True
+    lock = str(work_folder / LOCK)
+    fds = Path(f"/proc/{process.pid}/fd")
+    try:
+        return any(os.readlink(fd) == lock for fd in fds.iterdir())
+    except OSError:  # a descriptor closed while looking
+        return False
 
 
 def interrupt(process: subprocess.Popen, signum: int, again: bool = False) -> bool:
@@ -125,7 +139,7 @@ def test_a_signal_at_any_moment_is_one_line_and_the_same_command_resumes_exactly
         if wait_for == "handlers":
             wait_until(lambda p=process: handlers_installed(p))
         else:
-            wait_until(lambda p=process: work_folder.exists() or p.poll() is not None)
+            wait_until(lambda p=process: holds_work_folder(p, work_folder.resolve()))
         time.sleep(seconds)
         if not interrupt(process, signum, again):
             break

@@ -85,8 +85,17 @@ def making_outputs() -> Iterator[None]:
 
 
 def told() -> None:
-    """The command has said its last line: a signal from now on ends it without a second one."""
+    """The command has said its last line: a signal from now on ends it without a second one. Once an interrupt
+    has been told, further signals are ignored: the process is ending, and the interpreter's shutdown restores
+    the default handlers, under which a late second Ctrl-C would kill it with no exit code of ours."""
     _State.told = True
+    if _State.received is not None and threading.current_thread() is threading.main_thread():
+        _ignore_signals()
+
+
+def _ignore_signals() -> None:
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _handle(signum: int, frame) -> None:
@@ -101,6 +110,7 @@ def _handle(signum: int, frame) -> None:
 
 def _exit(message: str | None) -> None:
     """Says ``message`` on stderr and ends the process now: no clean-up code runs, so none can fail half-way."""
+    _ignore_signals()  # the process is ending: a further signal (a second Ctrl-C) must not kill it on the way
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
