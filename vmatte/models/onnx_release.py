@@ -68,12 +68,11 @@ def _graph_convolutions(graph, tensors: dict) -> list[dict]:
         if weight not in tensors or (bias and bias not in tensors):
             raise VmatteError(f"convolution {node.output[0]} takes weights that are not stored tensors")
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        kernel = tensors[weight].shape[2:]
         conv = {"weight": weight, "bias": bias, "node": node.output[0],
                 "stride": tuple(attributes.get("strides", (1, 1))),
                 "dilation": tuple(attributes.get("dilations", (1, 1))),
                 "groups": attributes.get("group", 1),
-                "padding": tuple(attributes.get("pads", (0, 0, 0, 0))), "kernel": tuple(kernel)}
+                "padding": tuple(attributes.get("pads", (0, 0, 0, 0)))}
         if weight in seen:
             if seen[weight] != conv | {"node": seen[weight]["node"]}:
                 raise VmatteError(f"weight {weight!r} is applied by convolutions that differ")
