@@ -80,7 +80,8 @@ def main() -> None:
     ratio = auto_downsample_ratio(args.size[1], args.size[0])
     print(f"# {engine.describe()}, ratio {ratio:.3g}, {args.size[0]}x{args.size[1]}, {args.frames} frames per clip")
     rows, pooled_chatter, pooled_true, curves = [], [], [], []
-    for clip in synthetic_clips(args.samples, args.frames, *args.size, args.backgrounds_per_portrait):
+    for clip in synthetic_clips(args.samples, args.frames, *args.size, args.backgrounds_per_portrait,
+                                framings=("close",)):
         chatter, true, flagged, within_shot = clip_scores(engine, clip, ratio)
         x, y = chatter[within_shot], true[within_shot]
         pooled_chatter.append(x)

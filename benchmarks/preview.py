@@ -6,7 +6,10 @@ clip, with a run's default temporal options), then the preview's frames (``vmatt
 after its own warm-up. Printed per clip: MAD x1e3 and the largest absolute difference of each preview matte from the
 full run's at the same frame, the preview's time against the full run's, and the preview's estimate of it.
 
-    VMATTE_WEIGHTS=../shared/weights python benchmarks/preview.py CLIP [CLIP ...] [--frames 12]
+    VMATTE_WEIGHTS=../shared/weights python benchmarks/preview.py CLIP [CLIP ...] [--frames 12] [--warm-ups 16]
+
+``--warm-ups 4,8,16`` previews each clip once per warm-up length (frames matted before each preview frame), against
+the same full run.
 """
 
 import argparse
@@ -18,7 +21,7 @@ import numpy as np
 from vmatte.io import open_source
 from vmatte.pipeline import job_ratio, load_engine
 from vmatte.presets import job_settings
-from vmatte.preview import preview_frames, seconds_per_frame
+from vmatte.preview import WARM_UP, preview_frames, seconds_per_frame
 from vmatte.temporal import matted_frames
 
 
@@ -26,6 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", type=Path, nargs="+")
     parser.add_argument("--frames", type=int, default=12, help="preview frames per clip")
+    parser.add_argument("--warm-ups", type=lambda text: [int(part) for part in text.split(",")], default=[WARM_UP],
+                        help="warm-up lengths to compare (frames before each preview frame)")
     args = parser.parse_args()
     worst = 0.0
     for clip in args.clips:
@@ -38,17 +43,19 @@ def main() -> None:
             full = [m.pha for m in matted_frames(engine, (f.rgb for f in source.frames()), job_ratio(settings, info),
                                                  temporal, settings.chunk)]
             full_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        _, count, matted = preview_frames(settings, engine, args.frames)
-        previews = list(matted)
-        preview_seconds = time.perf_counter() - started
-        mad = [np.abs(p.matte.pha - full[p.source.index]).mean() * 1e3 for p in previews]
-        largest = [float(np.abs(p.matte.pha - full[p.source.index]).max()) for p in previews]
-        worst = max(worst, max(mad))
-        print(f"{clip.name} ({info.width}x{info.height}, {count} frames): preview of {len(previews)} frames "
-              f"MAD x1e3 max {max(mad):.2f} (median {np.median(mad):.2f}), largest difference {max(largest):.3f}; "
-              f"preview {preview_seconds:.1f} s = {100 * preview_seconds / full_seconds:.0f} % of the full run's "
-              f"{full_seconds:.1f} s (estimated {count * seconds_per_frame(previews):.1f} s)", flush=True)
+        for warm_up in args.warm_ups:
+            started = time.perf_counter()
+            _, count, matted = preview_frames(settings, engine, args.frames, warm_up)
+            previews = list(matted)
+            preview_seconds = time.perf_counter() - started
+            mad = [np.abs(p.matte.pha - full[p.source.index]).mean() * 1e3 for p in previews]
+            largest = [float(np.abs(p.matte.pha - full[p.source.index]).max()) for p in previews]
+            worst = max(worst, max(mad))
+            print(f"{clip.name} ({info.width}x{info.height}, {count} frames): preview of {len(previews)} frames "
+                  f"after {warm_up} warm-up frames MAD x1e3 max {max(mad):.2f} (median {np.median(mad):.2f}), "
+                  f"largest difference {max(largest):.3f}; preview {preview_seconds:.1f} s = "
+                  f"{100 * preview_seconds / full_seconds:.0f} % of the full run's {full_seconds:.1f} s (estimated "
+                  f"{count * seconds_per_frame(previews):.1f} s)", flush=True)
     print(f"worst preview frame: MAD x1e3 {worst:.2f}")
 
 

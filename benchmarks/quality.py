@@ -24,6 +24,9 @@ Experiments (each prints one table):
              the ratio in use runs once, as in vmatte
   reverse    standard and the mean of it and a pass over the reversed clip (held in memory here; the pipeline
              has no reverse pass)
+  region     a pass over the subject's region enlarged up to 2x (vmatte/subject_region.py), alone (the region's
+             matte in its window, the full frame's elsewhere) or merged with other passes; best before it (mirror +
+             1.25x size, median)
   weights    --quality standard and best with the float32 default (ONNX release, deep guided filter) and with
              the uint8 TF.js export (fast guided filter), side by side
 Foreground error (x1e3): MSE of the straight foreground against the composite's exact one, over the soft edge
@@ -75,7 +78,7 @@ CHUNK = 4
 PREROLLS = (0, 4, 8, 16)
 SEMANTICS_RATIOS = (1.0, 0.8, 0.5)
 LONG_SIDES = (256, 384, 512, 640, 768)
-EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth", "quality", "reverse", "weights")
+EXPERIMENTS = ("semantics", "preroll", "cuts", "ratio", "smooth", "quality", "reverse", "weights", "region")
 WEIGHTS = ("rvm-mobilenetv3", "rvm-mobilenetv3-int8")  # the float32 default and the uint8 export, side by side
 COLUMNS = (("MAD", "mad"), ("MSE", "mse"), ("Grad", "grad"), ("dtSSD", "dtssd"),
            (f"MAD 1-{SETTLE_FRAMES}", "mad_first"), (f"MAD cut+{SETTLE_FRAMES}", "mad_after_cut"),
@@ -91,10 +94,14 @@ class Shot:
     background: Path  # still image or video
     frames: int
     phase: int  # picks the directions of the motion path, so clips differ
+    # Wide shots: the person's share of the frame's area at the shot's start and end (None: a close-up, the
+    # portrait covering the frame). The person walks across the frame and the camera pans over a still.
+    share: tuple[float, float] | None = None
 
 
 class Clip(NamedTuple):
     name: str
+    framing: str  # "close" or "wide": scored apart
     frames: list[np.ndarray]  # HxWx3 uint8 RGB
     gt_alphas: list[np.ndarray]  # HxW float32 in [0, 1]
     gt_foregrounds: list[np.ndarray]  # HxWx3 float16 in [0, 1]
@@ -109,12 +116,10 @@ class Layer(NamedTuple):
 def load_person(portrait: Path, width: int, height: int) -> Layer:
     """The portrait and its alpha, area-scaled once so that at MAX_ZOOM they just cover width x height;
     per-frame warps then only shrink mildly (>= 1 / MAX_ZOOM), where bilinear sampling does not alias."""
-    rgb = cv2.cvtColor(cv2.imread(str(portrait), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    alpha = cv2.imread(str(portrait.with_name(f"{portrait.stem}.alpha.png")), cv2.IMREAD_GRAYSCALE)
-    scale = MAX_ZOOM * max(width / rgb.shape[1], height / rgb.shape[0])
-    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-                   for image in (rgb, alpha)))
+    photo = load_portrait(portrait)
+    scale = MAX_ZOOM * max(width / photo[0].shape[1], height / photo[0].shape[0])
+    size = (round(photo[0].shape[1] * scale), round(photo[0].shape[0] * scale))
+    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for image in photo))
 
 
 def layer_transform(layer: Layer, width: int, height: int, progress: float, phase: int) -> np.ndarray:
@@ -155,6 +160,9 @@ def background_frames(path: Path, width: int, height: int) -> Iterator[np.ndarra
 
 def composite_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(frame, exact alpha, exact foreground) for each frame of one shot."""
+    if shot.share:
+        yield from composite_wide_shot(shot, width, height)
+        return
     layer = load_person(shot.portrait, width, height)
     for index, background in zip(range(shot.frames), background_frames(shot.background, width, height)):
         matrix = layer_transform(layer, width, height, index / max(shot.frames - 1, 1), shot.phase)
@@ -163,8 +171,53 @@ def composite_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.nda
         yield composite(foreground, alpha, background), alpha, foreground
 
 
+def load_portrait(portrait: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The photo (HxWx3 uint8 RGB) and its alpha (HxW uint8)."""
+    rgb = cv2.cvtColor(cv2.imread(str(portrait), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return rgb, cv2.imread(str(portrait.with_name(f"{portrait.stem}.alpha.png")), cv2.IMREAD_GRAYSCALE)
+
+
+def wide_layer(photo: tuple[np.ndarray, np.ndarray], width: int, height: int, share: float) -> Layer:
+    """The portrait area-scaled (no aliasing) so that its person covers ``share`` of a width x height frame."""
+    rgb, alpha = photo
+    scale = np.sqrt(share * width * height * 255 / float(alpha.sum(dtype=np.float64)))
+    size = (max(round(alpha.shape[1] * scale), 1), max(round(alpha.shape[0] * scale), 1))
+    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for image in photo))
+
+
+def composite_wide_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A wide shot: the person, small, walks across the frame (from one side to the other, growing or shrinking
+    between the two shares as if walking towards or away from the camera) while the camera pans over a still
+    background (a moving background video plays as it is). The portrait's edge where its photo cuts the person
+    off (the bottom, or the top) stays just outside the frame, so no cut edge shows."""
+    portrait = load_portrait(shot.portrait)
+    cut_at_top = portrait[1][0].mean() > portrait[1][-1].mean()
+    forward = shot.phase % 2 == 0
+    pan = 0.3 * width  # how far the camera pans over a still, in frame pixels
+    still = shot.background.suffix == ".jpg"
+    backgrounds = background_frames(shot.background, width + round(pan) if still else width, height)
+    for index, background in zip(range(shot.frames), backgrounds):
+        progress = index / max(shot.frames - 1, 1)
+        ease = (1 - np.cos(np.pi * progress)) / 2
+        share = shot.share[0] + (shot.share[1] - shot.share[0]) * ease
+        layer = wide_layer(portrait, width, height, share)
+        ys, xs = np.nonzero(layer.alpha > 0.5)
+        centre = 0.15 + 0.7 * (ease if forward else 1 - ease)  # where the person's middle is, across the frame
+        shift_x = centre * width - (xs.min() + xs.max()) / 2
+        shift_y = -1.0 if cut_at_top else height - layer.alpha.shape[0] + 1.0
+        matrix = np.float32([[1, 0, shift_x], [0, 1, shift_y]])
+        foreground = cv2.warpAffine(layer.rgb, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(layer.alpha, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if still:
+            offset = round(pan * (progress if forward else 1 - progress))
+            background = background[:, offset:offset + width]
+        yield composite(foreground, alpha, background), alpha, foreground
+
+
 def make_clip(name: str, shots: list[Shot], width: int, height: int) -> Clip:
-    clip = Clip(name, [], [], [], [])
+    clip = Clip(name, "wide" if shots[0].share else "close", [], [], [], [])
     for shot in shots:
         clip.shot_starts.append(len(clip.frames))
         for frame, alpha, foreground in composite_shot(shot, width, height):
@@ -174,29 +227,45 @@ def make_clip(name: str, shots: list[Shot], width: int, height: int) -> Clip:
     return clip
 
 
-def clip_plans(samples: Path, frame_count: int, backgrounds_per_portrait: int) -> list[tuple[str, list[Shot]]]:
-    """Each portrait over ``backgrounds_per_portrait`` backgrounds (rotating, so every background and the
-    moving pool video are used), then the two-shot clip with a hard cut at frame_count // 2."""
+FRAMINGS = ("close", "wide")
+
+
+def clip_plans(samples: Path, frame_count: int, backgrounds_per_portrait: int,
+               framings: tuple[str, ...] = FRAMINGS) -> list[tuple[str, list[Shot]]]:
+    """Close-ups: each portrait over ``backgrounds_per_portrait`` backgrounds (rotating, so every background and
+    the moving pool video are used), then the two-shot clip with a hard cut at frame_count // 2. Wide shots: each
+    portrait small (8-25 % of the frame) walking across one background, and one more person over the pool video
+    walking the other way."""
     portraits = sorted((samples / "image_alpha_pseudogt_p3m").glob("p_*.jpg"))
     backgrounds = sorted(path for path in (samples / "backgrounds").iterdir() if path.suffix in (".jpg", ".mp4"))
     plans = []
-    for index, portrait in enumerate(portraits):
-        for offset in range(backgrounds_per_portrait):
-            background = backgrounds[(index + offset) % len(backgrounds)]
-            plans.append((f"{portrait.stem} over {background.stem}",
-                          [Shot(portrait, background, frame_count, phase=len(plans))]))
-    shot_a = Shot(portraits[0], backgrounds[1], frame_count // 2, phase=0)
-    shot_b = Shot(portraits[1], backgrounds[2], frame_count - frame_count // 2, phase=1)
-    plans.append((f"cut: {shot_a.portrait.stem} over {shot_a.background.stem} | "
-                  f"{shot_b.portrait.stem} over {shot_b.background.stem}", [shot_a, shot_b]))
+    if "close" in framings:
+        for index, portrait in enumerate(portraits):
+            for offset in range(backgrounds_per_portrait):
+                background = backgrounds[(index + offset) % len(backgrounds)]
+                plans.append((f"{portrait.stem} over {background.stem}",
+                              [Shot(portrait, background, frame_count, phase=len(plans))]))
+        shot_a = Shot(portraits[0], backgrounds[1], frame_count // 2, phase=0)
+        shot_b = Shot(portraits[1], backgrounds[2], frame_count - frame_count // 2, phase=1)
+        plans.append((f"cut: {shot_a.portrait.stem} over {shot_a.background.stem} | "
+                      f"{shot_b.portrait.stem} over {shot_b.background.stem}", [shot_a, shot_b]))
+    if "wide" in framings:
+        shares = ((0.08, 0.16), (0.12, 0.25), (0.22, 0.1))
+        for index, (portrait, share) in enumerate(zip(portraits, shares)):
+            background = backgrounds[(index + 1) % len(backgrounds)]
+            plans.append((f"wide: {portrait.stem} over {background.stem}, {share[0]:.0%}-{share[1]:.0%} of the frame",
+                          [Shot(portrait, background, frame_count, phase=index, share=share)]))
+        plans.append((f"wide: {portraits[0].stem} over {backgrounds[0].stem}, 10%-18% of the frame",
+                      [Shot(portraits[0], backgrounds[0], frame_count, phase=1, share=(0.1, 0.18))]))
     return plans
 
 
-def synthetic_clips(samples: Path, frame_count: int, width: int, height: int,
-                    backgrounds_per_portrait: int = 1, only: list[int] | None = None) -> Iterator[Clip]:
+def synthetic_clips(samples: Path, frame_count: int, width: int, height: int, backgrounds_per_portrait: int = 1,
+                    only: list[int] | None = None, framings: tuple[str, ...] = FRAMINGS) -> Iterator[Clip]:
     """The benchmark's clips (those numbered in ``only``, when given), built one at a time (each is held in
     memory while it is used)."""
-    for number, (name, shots) in enumerate(clip_plans(samples, frame_count, backgrounds_per_portrait)):
+    plans = clip_plans(samples, frame_count, backgrounds_per_portrait, framings)
+    for number, (name, shots) in enumerate(plans):
         if only is None or number in only:
             yield make_clip(name, shots, width, height)
 
@@ -294,6 +363,21 @@ def plan_experiments(names: list[str], size: tuple[int, int], sweep_sizes: list[
                                 size, [(f"{weights} {label}", replace(default, model=weights, ensemble=ensemble))
                                        for weights in WEIGHTS
                                        for label, ensemble in (("standard", Ensemble()), ("best", best))]))
+    if "region" in names:
+        best = QUALITIES["best"].ensemble
+        plain, mirror, region = Pass(), Pass(mirror=True), Pass(zoom=2)
+        candidates = [
+            ("--quality standard", Ensemble()),
+            ("mirror + 1.25x size, median", Ensemble((plain, mirror, Pass(ratio_scale=1.25)), "median")),
+            ("region x2 alone", Ensemble((plain, region), "region")),
+            ("region x2, mean", Ensemble((plain, region))),
+            ("mirror + region x2, median", Ensemble((plain, mirror, region), "median")),
+            ("mirror + region x2 at 1.25x, median", best),
+        ]
+        rows = [(label + (" (--quality best)" if ensemble == best else ""), replace(default, ensemble=ensemble))
+                for label, ensemble in candidates]
+        plans.append(Experiment("region", f"the subject's region enlarged ({semantics}, r={default.ratio:.3g})",
+                                size, rows))
     if "ratio" in names:
         for sweep_width, sweep_height in sweep_sizes:
             long_side = max(sweep_width, sweep_height)
@@ -338,6 +422,10 @@ def matte_clip(engine: MattingEngine, frames: list[np.ndarray], setting: Setting
     ``setting.reverse``) merged as ``ensemble.EnsembleEngine`` merges them. Each pass runs once per clip
     (``runs`` keeps them), so settings that share passes share their cost; the time is the passes' sum."""
     distinct = [one for one, _ in setting.ensemble.passes_at(setting.ratio)]
+    if any(one.zoom != 1 for one in distinct):  # a region pass follows the others' matte: the ensemble runs whole
+        if setting not in runs:
+            runs[setting] = run_pass(engine, frames, setting)
+        return runs[setting]
     passes = [replace(setting, ensemble=Ensemble((one,)), reverse=backwards)
               for backwards in ((False, True) if setting.reverse else (False,)) for one in distinct]
     for one in passes:
@@ -408,7 +496,8 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
     for size in dict.fromkeys(experiment.size for experiment in experiments):
         settings = list(dict.fromkeys(setting for experiment in experiments if experiment.size == size
                                       for _, setting in experiment.rows))
-        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait, args.clips):
+        for clip in synthetic_clips(args.samples, args.frames, *size, args.backgrounds_per_portrait, args.clips,
+                                    args.framings):
             print(f"# {size[0]}x{size[1]} {clip.name}: {len(clip.frames)} frames, shots start at "
                   f"{clip.shot_starts}, cut test fires at {cut_test_fires(clip.frames)}", flush=True)
             runs: dict[Setting, PassRun] = {}
@@ -420,8 +509,8 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
                              for frame, matte in zip(clip.frames, predictions)]
                 estimate_seconds = time.process_time() - started
                 foregrounds = {"fgr_edge": model_foregrounds, "bf_edge": estimated}
-                clip_mad = scores.setdefault((size, setting), Score()).add(clip, predictions, foregrounds, cpu_seconds,
-                                                                           estimate_seconds)
+                score = scores.setdefault((clip.framing, size, setting), Score())
+                clip_mad = score.add(clip, predictions, foregrounds, cpu_seconds, estimate_seconds)
                 log(f"{size[0]}x{size[1]} {clip.name} {setting}: MAD {clip_mad:.2f}, {cpu_seconds:.1f} CPU s "
                     f"(blur fusion {1e3 * estimate_seconds / len(clip.frames):.0f} CPU ms/f)")
     return scores
@@ -429,27 +518,33 @@ def score_experiments(experiments: list[Experiment], args: argparse.Namespace) -
 
 # --- output ------------------------------------------------------------------------------------------------
 
-def format_table(experiment: Experiment, scores: dict[tuple, Score]) -> str:
+def format_table(experiment: Experiment, framing: str, scores: dict[tuple, Score]) -> str:
     width = max(len(label) for label, _ in experiment.rows) + 2
-    frames = scores[experiment.size, experiment.rows[0][1]].frames
-    lines = [f"{experiment.title}, {experiment.size[0]}x{experiment.size[1]}, {frames} frames per row",
-             "setting".ljust(width) + "".join(f"{heading:>12}" for heading, _ in COLUMNS)]
+    frames = scores[framing, experiment.size, experiment.rows[0][1]].frames
+    lines = [f"{experiment.title}, {framing} shots, {experiment.size[0]}x{experiment.size[1]}, {frames} frames per "
+             "row", "setting".ljust(width) + "".join(f"{heading:>12}" for heading, _ in COLUMNS)]
     for label, setting in experiment.rows:
-        summary = scores[experiment.size, setting].summary()
+        summary = scores[framing, experiment.size, setting].summary()
         lines.append(label.ljust(width) + "".join(f"{summary[key]:>12.3f}" for _, key in COLUMNS))
     return "\n".join(lines)
+
+
+def tables(experiments: list[Experiment], scores: dict[tuple, Score]) -> list[tuple[Experiment, str]]:
+    """Each experiment once per framing it has clips of: close-ups and wide shots are reported apart."""
+    return [(experiment, framing) for experiment in experiments for framing in FRAMINGS
+            if (framing, experiment.size, experiment.rows[0][1]) in scores]
 
 
 def write_csv(path: Path, experiments: list[Experiment], scores: dict[tuple, Score]) -> None:
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["experiment", "size", "label", *(column.name for column in fields(Setting)), "frames",
-                         *(key for _, key in COLUMNS)])
-        for experiment in experiments:
+        writer.writerow(["experiment", "framing", "size", "label", *(column.name for column in fields(Setting)),
+                         "frames", *(key for _, key in COLUMNS)])
+        for experiment, framing in tables(experiments, scores):
             for label, setting in experiment.rows:
-                score = scores[experiment.size, setting]
+                score = scores[framing, experiment.size, setting]
                 summary = score.summary()
-                writer.writerow([experiment.name, f"{experiment.size[0]}x{experiment.size[1]}", label,
+                writer.writerow([experiment.name, framing, f"{experiment.size[0]}x{experiment.size[1]}", label,
                                  *asdict(setting).values(), score.frames,
                                  *(f"{summary[key]:.6g}" for _, key in COLUMNS)])
 
@@ -480,6 +575,10 @@ def parse_args() -> argparse.Namespace:
                         default=list(PREROLLS), help="pre-roll lengths K of the preroll experiment")
     parser.add_argument("--ratio", type=float, help="downsample ratio of all experiments but 'semantics' and 'ratio' "
                         "(default: vmatte's automatic ratio for --size)")
+    parser.add_argument("--framings", default=",".join(FRAMINGS),
+                        type=lambda text: tuple(name for name in text.split(",") if name),
+                        help="clips of these framings, each scored apart: close (portraits filling the frame, and a "
+                             "cut), wide (a small person walking across, 8-25 %% of the frame)")
     parser.add_argument("--backgrounds-per-portrait", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--semantics", default="torch", choices=("torch", "tfjs"),
                         help="semantics of all experiments but 'semantics'")
@@ -490,6 +589,8 @@ def parse_args() -> argparse.Namespace:
                         help="only these clips, numbered from 0 in the order they are listed (to split a run "
                              "over processes)")
     args = parser.parse_args()
+    if not args.framings or set(args.framings) - set(FRAMINGS):
+        parser.error(f"--framings: choose from {', '.join(FRAMINGS)}")
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
         parser.error(f"unknown experiment(s) {', '.join(sorted(unknown))}; choose from {', '.join(EXPERIMENTS)}")
@@ -510,9 +611,9 @@ def main() -> None:
           "per frame", flush=True)
     started = time.perf_counter()
     scores = score_experiments(experiments, args)
-    for experiment in experiments:
+    for experiment, framing in tables(experiments, scores):
         print()
-        print(format_table(experiment, scores))
+        print(format_table(experiment, framing, scores))
     print(f"\n# {time.perf_counter() - started:.0f} s in all")
     if args.csv:
         write_csv(args.csv, experiments, scores)

@@ -24,16 +24,17 @@ SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
 
 
 class StandIn:
-    """A recurrent 'model' whose outputs are known: alpha is a left-to-right ramp plus ``gain`` times the red
-    channel, the foreground is the picture, and the state counts the frames seen (one tensor per call's
+    """A recurrent 'model' whose outputs are known: alpha is a left-to-right ramp (0 to ``slope``) plus ``gain``
+    times the red channel, the foreground is the picture, and the state counts the frames seen (one tensor per call's
     ``marker``, so each pass's state can be told apart)."""
 
     recurrent = True
     device = torch.device("cpu")
     dtype = torch.float32
 
-    def __init__(self, gain: float = 0.0):
+    def __init__(self, gain: float = 0.0, slope: float = 1.0):
         self.gain = gain
+        self.slope = slope
         self.calls = []
 
     def settings(self) -> dict:
@@ -42,7 +43,7 @@ class StandIn:
     def run(self, frames, state, downsample_ratio, need_fgr=True):
         self.calls.append((None if state is None else [s.clone() for s in state], downsample_ratio))
         t, _, h, w = frames.shape
-        ramp = torch.linspace(0, 1, w).expand(t, 1, h, w)
+        ramp = torch.linspace(0, self.slope, w).expand(t, 1, h, w)
         seen = torch.zeros(1) if state is None else state[0]
         pha = (ramp + self.gain * frames[:, :1] + 1e-3 * seen).clamp(0, 1)
         return MattingOutput(frames[None] if need_fgr else None, pha[None], [seen + t, frames[:, 0, 0, :1].mean(0)])
@@ -139,22 +140,25 @@ def test_plain_ensemble_is_the_engine_itself():
     assert for_quality(stand_in, QUALITIES["fast"].ensemble) is stand_in
     best = for_quality(stand_in, QUALITIES["best"].ensemble)
     assert isinstance(best, EnsembleEngine) and best.recurrent and best.device == stand_in.device
-    assert best.settings()["passes"] == ["plain", "mirror", "plain@1.25"] and best.settings()["model"] == "stand-in"
+    assert best.settings()["passes"] == ["plain", "mirror", "plain@1.25 region x2"]
+    assert best.settings()["model"] == "stand-in"
     assert best.settings()["merge"] == "median"
 
 
 def test_a_pass_that_comes_out_the_same_runs_once():
-    """best's larger pass, capped at the clip's own size, would be the plain pass again: it runs once, and the
-    merge is over the distinct passes (median of two: the mean), each with its own state slot."""
+    """On a close-up best's region pass covers the whole frame at 1.25x the ratio; capped at the clip's own size it
+    would be the plain pass again: it runs once, the region pass takes its result and state, and the merge is over
+    the others (median of two: the mean)."""
     stand_in = StandIn()
     best = EnsembleEngine(stand_in, QUALITIES["best"].ensemble)
-    frames = torch.rand(2, 3, 4, 6)
+    frames = torch.rand(2, 3, 4, 6)  # the stand-in's ramp covers the frame: the subject is everywhere
     out = best.run(frames, None, 1.0)
-    assert [ratio for _, ratio in stand_in.calls] == [1.0, 1.0] and len(out.state) == 4
+    assert [ratio for _, ratio in stand_in.calls] == [1.0, 1.0] and len(out.state) == 7  # 3 passes, the window
     assert torch.allclose(out.pha, torch.full_like(out.pha, 0.5))  # plain and mirror ramps averaged
+    assert all(a is b for a, b in zip(out.state[4:6], out.state[:2]))
     stand_in.calls.clear()
     out = best.run(frames, None, 0.5)
-    assert [ratio for _, ratio in stand_in.calls] == [0.5, 0.5, 0.625] and len(out.state) == 6
+    assert [ratio for _, ratio in stand_in.calls] == [0.5, 0.5, 0.625] and len(out.state) == 7
     # Plain and larger pass see the ramp, the mirror pass its reverse: the median is the ramp, not the mean 0.5.
     assert torch.allclose(out.pha, torch.linspace(0, 1, 6).expand(1, 2, 1, 4, 6))
 

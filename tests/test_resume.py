@@ -266,10 +266,11 @@ def test_quality_best_resumes_exactly(tmp_path, samples_dir):
     killed = run_to_end(args, actual, script=KILL_AFTER_FIRST_CHECKPOINT)
     assert killed.returncode == -signal.SIGKILL
     saved = load_checkpoint(actual / ".alpha.mov.vmatte")
-    assert saved.next_frame == 64 and len(saved.stream["state"]) == 12  # three passes, four recurrent tensors each
+    # Three passes, four recurrent tensors each, and the region pass's window.
+    assert saved.next_frame == 64 and len(saved.stream["state"]) == 13
     refused = run_to_end([str(clip), *outputs], actual)
-    assert refused.returncode != 0 and "passes: ['plain', 'mirror', 'plain@1.25'] -> None" in refused.stderr, \
-        refused.stderr
+    change = "passes: ['plain', 'mirror', 'plain@1.25 region x2'] -> None"
+    assert refused.returncode != 0 and change in refused.stderr, refused.stderr
     result = run_to_end(args, actual)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_same_outputs(expected, actual, ["alpha.mov", "fgr.mov"])

@@ -374,8 +374,8 @@ def preview_command(
     cut_threshold: float = CUT_THRESHOLD_OPTION,
     smooth: str = SMOOTH_OPTION,
 ) -> None:
-    """Matte a few evenly spaced frames, each after a warm-up as in a full run, into one contact sheet (source,
-    matte, composite over a checkerboard), and estimate how long the full run will take."""
+    """Matte a few evenly spaced frames, each after a short warm-up over the frames before it, into one contact
+    sheet (source, matte, composite over a checkerboard), and estimate how long the full run will take."""
     from .batch import find_videos
     from .io.sequence import folder_images, is_pattern
     from .pipeline import load_engine

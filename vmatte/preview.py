@@ -1,16 +1,16 @@
 """``vmatte preview``: a look at a clip's mattes before committing to a long render.
 
 A handful of evenly spaced frames are matted, each as a one-frame range of the clip (``io/clip_range.py``) after
-the same warm-up a range gets in a full run: the model first runs over the ``preroll`` frames before it
-(``MattingStream.warm_up``), so its recurrent state has settled as it would have there. A full run's state has
-seen every frame since the shot began rather than the last ``preroll``; docs/review.md gives how far the two
-mattes differ. The frames go on one contact sheet (``contact_sheet.py``), and the time they took gives an
-estimate of the full run's.
+a short warm-up: the model first runs over the ``WARM_UP`` frames before it (``MattingStream.warm_up``), so its
+recurrent state has mostly settled as it would have there. A full run's state has seen every frame since the shot
+began; docs/review.md gives how far the two mattes differ, and how the warm-up's length was chosen. The frames
+go on one contact sheet (``contact_sheet.py``), and the time they took gives an estimate of the full run's.
 """
 
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from statistics import median
 
@@ -25,6 +25,7 @@ from .settings import JobSettings
 from .temporal import MattedFrame, MattingStream
 
 DEFAULT_FRAMES = 12
+WARM_UP = 16  # frames before each preview frame (benchmarks/preview.py --warm-ups; docs/review.md)
 
 
 @dataclass
@@ -43,8 +44,8 @@ class Preview:
     full_run_seconds: float  # estimated
 
 
-def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine,
-                   count: int = DEFAULT_FRAMES) -> tuple[VideoInfo, int, Iterator[PreviewFrame]]:
+def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine, count: int = DEFAULT_FRAMES,
+                   warm_up: int = WARM_UP) -> tuple[VideoInfo, int, Iterator[PreviewFrame]]:
     """(the clip's info, frames a full run would matte, the matted preview frames): ``count`` frames spread evenly
     over the clip, or over its --start/--end range, each matted as that one-frame range of the clip would be."""
     source = open_source(settings.input, skip_corrupt=settings.skip_corrupt, sequence_fps=settings.sequence_fps)
@@ -57,27 +58,40 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
             for index in evenly_spaced(span.first, span.end, count):
                 started = time.perf_counter()
                 # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so
-                # the preview takes them too (and keeps only the first matte).
+                # the preview does too.
                 length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
                 one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
-                # A short warm-up, where a run's range replays the whole shot before it (docs/pulls.md): the
-                # state carried over the pre-roll's length of frames before, with no pre-roll of their own
-                # (docs/review.md states the bound this gives).
-                warming = temporal if index == 0 else replace(temporal, preroll=0)
-                stream = MattingStream(engine, ratio, warming, settings.chunk, need_fgr=False)
-                warmed = stream.warm_up(one.context_frames, max(one.earliest, -temporal.preroll))
                 frames = list(one.frames(0))
-                frame = frames[0]
-                matte = next(item for item in stream.push(frames) + stream.finish() if isinstance(item, MattedFrame))
+                if index == 0 and temporal.preroll:
+                    stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
+                    model_frames = stream.preroll(frames)
+                else:
+                    # A short warm-up, where a run's range replays the whole shot before it (docs/pulls.md): the
+                    # state carried over the ``warm_up`` frames before, with no pre-roll of their own
+                    # (docs/review.md states the bound this gives).
+                    stream = MattingStream(engine, ratio, replace(temporal, preroll=0), settings.chunk,
+                                           need_fgr=False)
+                    earliest = max(one.earliest, -warm_up)
+                    model_frames = stream.warm_up(decoded_once(one.context_frames, earliest), earliest)
+                matte = next(item for item in stream.push(frames[:1]) + stream.finish()
+                             if isinstance(item, MattedFrame))
                 pts = source.pts[index]  # the range's own frame is moved to where the clip starts
                 clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
-                                         frame.rgb)
-                model_frames = warmed + len(frames) * (2 if index == 0 and temporal.preroll else 1)
-                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames)
+                                         frames[0].rgb)
+                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames + 1)
         finally:
             source.close()
 
     return source.info, span.frames, matted()
+
+
+def decoded_once(frames_from: Callable[[int], Iterator[SourceFrame]],
+                 earliest: int) -> Callable[[int], Iterator[SourceFrame]]:
+    """``frames_from`` for the warm-up's frames (from ``earliest`` up to the preview frame), decoded once: a
+    warm-up reads them up to three times (cuts, its pre-roll, its run), and each read would seek and decode from
+    the keyframe before them."""
+    frames = list(islice(frames_from(earliest), -earliest))
+    return lambda start: iter(frames[start - earliest:])
 
 
 def seconds_per_frame(frames: list[PreviewFrame]) -> float:

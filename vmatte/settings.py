@@ -46,22 +46,24 @@ def auto_downsample_ratio(height: int, width: int) -> float:
 
 
 # Quality levels (--quality): what each changes; the ensemble behind 'best' runs in ensemble.py.
-MERGES = ("mean", "median", "confidence")
+MERGES = ("mean", "median", "confidence", "region")  # region: the region passes' result in their window
 
 
 @dataclass(frozen=True)
 class Pass:
-    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio, and with the
+    """One run of the model: on the mirror image or not, at ``ratio_scale`` times the clip's ratio, with the
     picture moved ``shift`` pixels of the network's working size down and right (the edge mirrored into the gap),
-    so its stride-32 grid falls elsewhere on the picture."""
+    so its stride-32 grid falls elsewhere on the picture; or, with ``zoom`` above 1, on the subject's region
+    enlarged up to ``zoom`` times (subject_region.py)."""
 
     mirror: bool = False
     ratio_scale: float = 1.0
     shift: int = 0
+    zoom: float = 1.0
 
     def __str__(self) -> str:
         return (("mirror" if self.mirror else "plain") + (f"@{self.ratio_scale:g}" if self.ratio_scale != 1 else "")
-                + (f"+{self.shift}" if self.shift else ""))
+                + (f"+{self.shift}" if self.shift else "") + (f" region x{self.zoom:g}" if self.zoom != 1 else ""))
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class Ensemble:
         only weigh that pass twice. A stream keeps one ratio, so its state always splits the same way."""
         distinct = {}
         for one in self.passes:
-            distinct.setdefault((one.mirror, min(1.0, downsample_ratio * one.ratio_scale), one.shift), one)
-        return [(one, ratio) for (_, ratio, _), one in distinct.items()]
+            distinct.setdefault((one.mirror, min(1.0, downsample_ratio * one.ratio_scale), one.shift, one.zoom), one)
+        return [(one, ratio) for (_, ratio, _, _), one in distinct.items()]
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ class Quality:
 QUALITIES = {
     "fast": Quality(384, "fast_guided_filter", Ensemble()),  # the settings of the old 'fast' preset
     "standard": Quality(None, None, Ensemble()),
-    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True), Pass(ratio_scale=1.25)), "median")),
+    # The third pass is the subject's region enlarged up to 2x: on close-ups, where the subject fills the frame,
+    # it is the whole frame at 1.25x the ratio (docs/quality.md).
+    "best": Quality(None, None, Ensemble((Pass(), Pass(mirror=True), Pass(ratio_scale=1.25, zoom=2)), "median")),
 }
 DEFAULT_QUALITY = "standard"
 

@@ -150,6 +150,14 @@ class MattingStream:
         self._warmed_up = True
         return preroll_end - shot + first - shot
 
+    def preroll(self, frames: list[SourceFrame]) -> int:
+        """Pre-rolls the shot that starts at ``frames[0]`` over ``frames`` (its first ones), as the stream does
+        once they are pushed, so that pushing only the shot's first frame next mattes it as a run does. Returns
+        how many frames the model ran on."""
+        self._start_shot([_Pending(frame, None, False) for frame in frames])
+        self._prerolled_shot = frames[0].index
+        return len(frames) if self.engine.recurrent else 0
+
     def finish(self) -> list:
         out = self._drain(end_of_stream=True)
         if self._smoother is not None:
