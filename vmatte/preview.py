@@ -25,7 +25,7 @@ from .settings import JobSettings
 from .temporal import MattedFrame, MattingStream
 
 DEFAULT_FRAMES = 12
-WARM_UP = 16  # frames before each preview frame (benchmarks/preview.py --warm-ups; docs/review.md)
+WARM_UP = 4  # frames before each preview frame (benchmarks/preview.py --warm-ups; docs/review.md)
 
 
 @dataclass
