@@ -6,18 +6,23 @@ clip, with a run's default temporal options), then the preview's frames (``vmatt
 after its own warm-up. Printed per clip: MAD x1e3 and the largest absolute difference of each preview matte from the
 full run's at the same frame, the preview's time against the full run's, and the preview's estimate of it.
 
-    VMATTE_WEIGHTS=../shared/weights python benchmarks/preview.py CLIP [CLIP ...] [--frames 12] [--warm-ups 16]
+    VMATTE_WEIGHTS=../shared/weights python benchmarks/preview.py CLIP [CLIP ...] [--frames 12] [--warm-ups 4]
+        [--hd-frames N]
 
 ``--warm-ups 4,8,16`` previews each clip once per warm-up length (frames matted before each preview frame), against
-the same full run.
+the same full run. ``--hd-frames N`` adds a 1920x1080 clip of N frames made from the bedroom sample
+(``throughput.make_clip``, H.264 with x264's default keyframe interval), the kind of clip a preview is for.
 """
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from throughput import make_clip
 
+from vmatte.contact_sheet import evenly_spaced
 from vmatte.io import open_source
 from vmatte.pipeline import job_ratio, load_engine
 from vmatte.presets import job_settings
@@ -27,11 +32,15 @@ from vmatte.temporal import matted_frames
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("clips", type=Path, nargs="+")
+    parser.add_argument("clips", type=Path, nargs="*")
+    parser.add_argument("--hd-frames", type=int, help="also a 1920x1080 clip of this many frames")
     parser.add_argument("--frames", type=int, default=12, help="preview frames per clip")
     parser.add_argument("--warm-ups", type=lambda text: [int(part) for part in text.split(",")], default=[WARM_UP],
                         help="warm-up lengths to compare (frames before each preview frame)")
     args = parser.parse_args()
+    if args.hd_frames:
+        work = Path(tempfile.mkdtemp(prefix="vmatte-preview-"))
+        args.clips.append(make_clip(work / f"bedroom_1920x1080_{args.hd_frames}.mp4", 1920, 1080, args.hd_frames))
     worst = 0.0
     for clip in args.clips:
         settings = job_settings(clip, {}, {})
@@ -39,9 +48,11 @@ def main() -> None:
         with open_source(clip) as source:
             info = source.info
             temporal = settings.temporal.for_source(info.is_image_sequence)
+            shown = set(evenly_spaced(0, info.frame_count, args.frames))  # the frames a preview shows
             started = time.perf_counter()
-            full = [m.pha for m in matted_frames(engine, (f.rgb for f in source.frames()), job_ratio(settings, info),
-                                                 temporal, settings.chunk)]
+            full = {m.index: m.pha for m in matted_frames(engine, (f.rgb for f in source.frames()),
+                                                          job_ratio(settings, info), temporal, settings.chunk)
+                    if m.index in shown}  # only these kept: a long HD clip's mattes would not fit in memory
             full_seconds = time.perf_counter() - started
         for warm_up in args.warm_ups:
             started = time.perf_counter()

@@ -10,6 +10,7 @@ go on one contact sheet (``contact_sheet.py``), and the time they took gives an 
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from statistics import median
@@ -33,6 +34,7 @@ class PreviewFrame:
     source: SourceFrame  # indexed in the whole clip
     matte: MattedFrame
     seconds: float  # its warm-up and matting, decoding included
+    model_seconds: float  # the same without decoding
     model_frames: int  # frames through the model for it: warm-up (or pre-roll) and those matted
 
 
@@ -58,47 +60,48 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
             for index in evenly_spaced(span.first, span.end, count):
                 started = time.perf_counter()
                 # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so
-                # the preview does too.
-                length = 1 if index > 0 else max(1, min(temporal.preroll, span.end - index))
+                # the preview does too. Any other frame gets a short warm-up, where a run's range replays the
+                # whole shot before it (docs/pulls.md): the state carried over the ``warm_up`` frames before,
+                # with no pre-roll of their own (docs/review.md states the bound this gives).
+                preroll = index == 0 and temporal.preroll > 0
+                length = max(1, min(temporal.preroll, span.end - index)) if preroll else 1
                 one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
-                frames = list(one.frames(0))
-                if index == 0 and temporal.preroll:
-                    stream = MattingStream(engine, ratio, temporal, settings.chunk, need_fgr=False)
+                earliest = 0 if preroll else max(one.earliest, -warm_up)
+                # The warm-up's frames and the frame's in one read: each read seeks and decodes from the keyframe
+                # before them, which on long-GOP footage takes longer than the model.
+                decoded = list(islice(one.context_frames(earliest), length - earliest))
+                frames = decoded[-earliest:]
+                model_started = time.perf_counter()
+                stream = MattingStream(engine, ratio, temporal if preroll else replace(temporal, preroll=0),
+                                       settings.chunk, need_fgr=False)
+                if preroll:
                     model_frames = stream.preroll(frames)
                 else:
-                    # A short warm-up, where a run's range replays the whole shot before it (docs/pulls.md): the
-                    # state carried over the ``warm_up`` frames before, with no pre-roll of their own
-                    # (docs/review.md states the bound this gives).
-                    stream = MattingStream(engine, ratio, replace(temporal, preroll=0), settings.chunk,
-                                           need_fgr=False)
-                    earliest = max(one.earliest, -warm_up)
-                    model_frames = stream.warm_up(decoded_once(one.context_frames, earliest), earliest)
+                    model_frames = stream.warm_up(partial(_frames_from, decoded, earliest), earliest)
                 matte = next(item for item in stream.push(frames[:1]) + stream.finish()
                              if isinstance(item, MattedFrame))
+                finished = time.perf_counter()
                 pts = source.pts[index]  # the range's own frame is moved to where the clip starts
                 clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
                                          frames[0].rgb)
-                yield PreviewFrame(clip_frame, matte, time.perf_counter() - started, model_frames + 1)
+                yield PreviewFrame(clip_frame, matte, finished - started, finished - model_started,
+                                   model_frames + 1)
         finally:
             source.close()
 
     return source.info, span.frames, matted()
 
 
-def decoded_once(frames_from: Callable[[int], Iterator[SourceFrame]],
-                 earliest: int) -> Callable[[int], Iterator[SourceFrame]]:
-    """``frames_from`` for the warm-up's frames (from ``earliest`` up to the preview frame), decoded once: a
-    warm-up reads them up to three times (cuts, its pre-roll, its run), and each read would seek and decode from
-    the keyframe before them."""
-    frames = list(islice(frames_from(earliest), -earliest))
-    return lambda start: iter(frames[start - earliest:])
+def _frames_from(decoded: list[SourceFrame], earliest: int, start: int) -> Iterator[SourceFrame]:
+    """The frames from own index ``start`` on, of those decoded from index ``earliest``."""
+    return iter(decoded[start - earliest:])
 
 
 def seconds_per_frame(frames: list[PreviewFrame]) -> float:
     """Model seconds per frame: the median over the preview frames (the first left out where there are others:
     it includes compiling the model)."""
     timed = frames[1:] or frames
-    return median(frame.seconds / frame.model_frames for frame in timed)
+    return median(frame.model_seconds / frame.model_frames for frame in timed)
 
 
 def make_preview(settings: JobSettings, sheet: Path, count: int = DEFAULT_FRAMES, *,
