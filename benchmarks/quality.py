@@ -119,7 +119,7 @@ def load_person(portrait: Path, width: int, height: int) -> Layer:
     photo = load_portrait(portrait)
     scale = MAX_ZOOM * max(width / photo[0].shape[1], height / photo[0].shape[0])
     size = (round(photo[0].shape[1] * scale), round(photo[0].shape[0] * scale))
-    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for image in photo))
+    return scaled_layer(photo, size)
 
 
 def layer_transform(layer: Layer, width: int, height: int, progress: float, phase: int) -> np.ndarray:
@@ -177,12 +177,17 @@ def load_portrait(portrait: Path) -> tuple[np.ndarray, np.ndarray]:
     return rgb, cv2.imread(str(portrait.with_name(f"{portrait.stem}.alpha.png")), cv2.IMREAD_GRAYSCALE)
 
 
+def scaled_layer(photo: tuple[np.ndarray, np.ndarray], size: tuple[int, int]) -> Layer:
+    """The photo and its alpha area-scaled to ``size`` (width, height), as floats in [0, 1]."""
+    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for image in photo))
+
+
 def wide_layer(photo: tuple[np.ndarray, np.ndarray], width: int, height: int, share: float) -> Layer:
     """The portrait area-scaled (no aliasing) so that its person covers ``share`` of a width x height frame."""
     rgb, alpha = photo
     scale = np.sqrt(share * width * height * 255 / float(alpha.sum(dtype=np.float64)))
     size = (max(round(alpha.shape[1] * scale), 1), max(round(alpha.shape[0] * scale), 1))
-    return Layer(*(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255 for image in photo))
+    return scaled_layer(photo, size)
 
 
 def composite_wide_shot(shot: Shot, width: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

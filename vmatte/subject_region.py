@@ -85,9 +85,9 @@ def follow(previous: Window | None, mattes: torch.Tensor, zoom: float) -> Window
     by at most ``zoom``; with no subject in sight the window stays (or, at a shot's start, is the whole frame)."""
     frame_height, frame_width = mattes.shape[-2:]
     box = subject_box(mattes)
-    whole_frame = Window(frame_width / 2, frame_height / 2, frame_height, FRAME_SHAPE, frame_width / frame_height)
     if box is None:
-        return previous or whole_frame.on_grid(frame_width, frame_height)
+        return previous or Window(frame_width / 2, frame_height / 2, frame_height, FRAME_SHAPE,
+                                  frame_width / frame_height).on_grid(frame_width, frame_height)
     x0, y0, x1, y1 = box
     margin = CONTEXT * max(x1 - x0, y1 - y0)  # within the frame: beyond its edge there is nothing to see
     x0, y0, x1, y1 = max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, frame_width), min(y1 + margin,
