@@ -85,7 +85,7 @@ def main() -> None:
     bases = network_inputs(engine, fine)
     height, width = bases[0].shape[2:]
     compiled_f32, shapes = engine.compiled(height, width, True, False)
-    model = ov.Core().read_model(engine.graph_path(height, width, True, False))
+    model, _ = engine.sized_graph(height, width, True, False)
     variants = {"f32": compiled_f32,
                 "bf16": ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})}
     calibration = [step for name in CALIBRATION

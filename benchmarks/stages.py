@@ -73,8 +73,8 @@ def network_profile(engine: OpenVinoEngine, chunk: torch.Tensor, ratio: float, n
     """The network's time by kind of node, from OpenVINO's own per-node profile (PERF_COUNT) of the graph the
     engine compiled for this shape: where the network's time goes inside the compiled graph."""
     base, refine = engine.model.working_frames(chunk, ratio)
-    path = engine.graph_path(*base.shape[2:], refine, need_fgr)
-    compiled = import_openvino().Core().compile_model(path, "CPU", {**COMPILE_CONFIG, "PERF_COUNT": True})
+    model, _ = engine.sized_graph(*base.shape[2:], refine, need_fgr)
+    compiled = import_openvino().Core().compile_model(model, "CPU", {**COMPILE_CONFIG, "PERF_COUNT": True})
     request = compiled.create_infer_request()
     inputs = [np.ascontiguousarray(base[:1].numpy())] + [np.zeros(put.shape, np.float32) for put in compiled.inputs[1:]]
     request.infer(inputs)

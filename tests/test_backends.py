@@ -76,8 +76,8 @@ def test_missing_package_is_one_clear_line(samples_dir, tfjs_weights, tmp_path, 
 
 @needs_openvino
 def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch):
-    """The first engine builds the graph; a second one (a later run) reads it without converting again, and
-    gives the same mattes. Another ratio or semantics is another graph."""
+    """The first engine converts the graph; a second one (a later run) reads it without converting again, and
+    gives the same mattes, at any ratio (another working size). Other semantics are another graph."""
     import openvino
 
     monkeypatch.setenv("VMATTE_HOME", str(tmp_path))
@@ -89,6 +89,7 @@ def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch
         return engine.run(frames, None, ratio, need_fgr=False).pha
 
     first = run()
+    quarter = run(ratio=0.25)
     built = sorted(p.relative_to(tmp_path) for p in (tmp_path / "compiled").rglob("model.*"))
     assert [p.name for p in built] == ["model.bin", "model.xml"]
 
@@ -97,10 +98,35 @@ def test_compiled_model_is_cached_and_reused(tfjs_weights, tmp_path, monkeypatch
 
     monkeypatch.setattr(openvino, "convert_model", no_conversion)
     assert torch.equal(run(), first)
-    with pytest.raises(AssertionError, match="converted again"):
-        run(ratio=0.25)
+    assert torch.equal(run(ratio=0.25), quarter)
     with pytest.raises(AssertionError, match="converted again"):
         run(semantics="tfjs")
+
+
+@needs_openvino
+@pytest.mark.parametrize(("model", "weights"), [("rvm-mobilenetv3", "rvm_mobilenetv3_fp32.onnx"),
+                                                ("rvm-mobilenetv3-int8", "rvm_mobilenetv3_tfjs_int8")])
+def test_one_conversion_serves_every_working_size(weights_dir, model, weights, tmp_path, monkeypatch):
+    """The graph is converted at the first working size with its height and width left open; at other sizes (odd
+    ones, portrait, the region pass's) it gives PyTorch's mattes and state, and nothing is converted again."""
+    import openvino
+
+    monkeypatch.setenv("VMATTE_HOME", str(tmp_path))
+    converted = []
+    convert = openvino.convert_model
+    monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: converted.append(1) or convert(*a, **k))
+    engine = load_on_backend(model, weights_dir / weights, device=CPU, backend="openvino", notice=lambda _: None)
+    reference = load_on_backend(model, weights_dir / weights, device=CPU, backend="torch", notice=lambda _: None)
+    generator = torch.Generator().manual_seed(0)
+    # At ratio 0.5 the working sizes are 72x128, 97x61 and 121x215, and the guided filter is in the graph.
+    for height, width in [(144, 256), (194, 122), (242, 430)]:
+        frames = torch.rand(3, 3, height, width, generator=generator)
+        compiled, reference_out = engine.run(frames, None, 0.5, False), reference.run(frames, None, 0.5, False)
+        assert compiled.pha.shape == reference_out.pha.shape
+        assert (compiled.pha - reference_out.pha).abs().max() < 1e-3, (height, width)
+        for ours, theirs in zip(compiled.state, reference_out.state):
+            assert ours.shape == theirs.shape and (ours - theirs).abs().max() < 1e-3
+    assert len(converted) == 1
 
 
 @needs_openvino

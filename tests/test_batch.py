@@ -101,8 +101,9 @@ def test_batch_writes_good_clips_reports_the_corrupt_one_and_skips_other_files(f
     assert broken.status == FAILED and "corrupt frame at index 30" in broken.message
     assert by_name["notes.txt"].status == NOT_VIDEO and "not a video (.txt)" in by_name["notes.txt"].message
     assert report.failed is True
-    # The model is loaded (and told of) once; besides it only the CPU graphs each working size builds.
+    # The model is loaded (and told of) once; besides it only the CPU graph's one build.
     assert sum(n.startswith("model: rvm-mobilenetv3-onnx") for n in notices) == 1, notices
+    assert sum("preparing the CPU graph" in n for n in notices) <= 1, notices
     assert all(n.startswith("model: ") or "preparing the CPU graph" in n for n in notices), notices
 
     console = Console(record=True, width=80)  # a plain terminal

@@ -35,9 +35,9 @@ GOLDEN_CASES = ["bedroom_256x144_r1.0", "bedroom_320x180_r0.5", "webcamface_320x
 SMALL = "robustness_videos/decord_rot0.mov"  # 3 frames, 568x320
 CORRUPT = "robustness_videos/decord_corrupted.mp4"
 # Lines a run may print before its error: a stand-in model, the model line once it is loaded, and the CPU graph
-# it builds for a new working size.
+# it builds the first time.
 NOTICE = re.compile(r"\S+ is not available here; using \S+ \(.*?\) instead|"
-                    r"preparing the CPU graph for the model's working size \d+x\d+, once \(.*?\)|"
+                    r"preparing the CPU graph for the model, once \(every frame size reuses it\)|"
                     r"model: \S+ \(\S+\)(, [^,]+ guided filter, \w+ semantics)?, \w+ \S+, (torch|openvino \S+)"
                     r"(, passes \S+)?")
 

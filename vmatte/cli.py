@@ -587,7 +587,7 @@ def models_pull_command(name: str = typer.Argument(..., help="Model name, as 'vm
         say(f"{name}: {path}")
 
 
-cache_app = typer.Typer(help="Compiled CPU graphs (one per working size): list them, or clear them.",
+cache_app = typer.Typer(help="Converted CPU graphs (one per model and settings): list them, or clear them.",
                         no_args_is_help=False)
 app.add_typer(cache_app, name="cache")
 

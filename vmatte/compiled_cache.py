@@ -1,10 +1,10 @@
 """The cache of compiled CPU graphs (``$VMATTE_HOME/compiled``): one folder per graph, which the OpenVINO backend
-builds once per working size and settings (``inference_openvino.py``).
+converts once per model and settings, for every working size (``inference_openvino.py``).
 
-Each graph is about 15 MB and every new frame size adds one, so the cache is bounded: after a build, the graphs
-used least recently go until the cache fits ``VMATTE_COMPILED_CACHE_MB`` (default 500). A graph's use is its
-folder's modification time, renewed whenever a run loads it. ``vmatte cache`` lists and clears it. Nothing here
-imports PyTorch or OpenVINO, so the command answers at once.
+Each graph is about 15 MB and other weights, semantics or library versions add one, so the cache is bounded:
+after a build, the graphs used least recently go until the cache fits ``VMATTE_COMPILED_CACHE_MB`` (default 500).
+A graph's use is its folder's modification time, renewed whenever a run loads it. ``vmatte cache`` lists and clears
+it. Nothing here imports PyTorch or OpenVINO, so the command answers at once.
 """
 
 import os

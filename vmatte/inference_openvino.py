@@ -1,15 +1,17 @@
 """The OpenVINO backend: the same RVM network, compiled for the CPU.
 
 The network's work at its working size (``MattingNetwork.low_resolution``: encoder, decoder, and the guided
-filter's coefficients) is traced from vmatte's own modules with the loaded weights for one frame at the
-downsampled shape in use, as a plain graph from (frame, r1, r2, r3, r4) to (x, y, r1, r2, r3, r4), converted in
-process by OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). The downsampling before
-it and the full-resolution step after it stay in PyTorch, shared with the PyTorch path: they are passes over
-full-size memory, which OpenVINO ran several times slower (README, "Speed and memory"). The file name is a digest of
-everything the graph depends on, so a later run with the same settings reads it at once, and a change of
-weights, shape, semantics, network code or library version builds a new one. Everything runs in float32 (the
-guided filter must: see ``MattingNetwork.low_resolution``); the golden tests hold this backend to the same
-tolerances as the PyTorch path.
+filter's coefficients) is traced from vmatte's own modules with the loaded weights, as a plain graph from
+(frame, r1, r2, r3, r4) to (x, y, r1, r2, r3, r4) whose height and width are left open, converted in process by
+OpenVINO and saved as OpenVINO IR in the cache (``$VMATTE_HOME/compiled``). Converting is the slow part (seconds
+on an idle machine, a minute on a busy one) and happens once; each working size then fixes the open dimensions
+and compiles in a fraction of a second, to the same graph, speed and output as one converted for that size
+(docs/robustness.md, "The CPU graph"). The downsampling before it and the full-resolution step after it stay in
+PyTorch, shared with the PyTorch path: they are passes over full-size memory, which OpenVINO ran several times
+slower (README, "Speed and memory"). The file name is a digest of everything the graph depends on, so a later
+run reads it at once, and a change of weights, semantics, network code or library version builds a new one.
+Everything runs in float32 (the guided filter must: see ``MattingNetwork.low_resolution``); the golden tests hold
+this backend to the same tolerances as the PyTorch path.
 
 The recurrent state stays a list of PyTorch tensors, as the PyTorch engine returns it, so pre-roll, shot cuts
 and resume (``temporal.py``, ``resume.py``) work unchanged.
@@ -111,33 +113,35 @@ class OpenVinoEngine(MattingEngine):
     def settings(self) -> dict:
         return {**super().settings(), "backend": f"openvino {import_openvino().__version__}"}
 
-    def graph_key(self, height: int, width: int, refine: bool, need_fgr: bool) -> str:
-        """Digest of everything the compiled graph depends on (``height`` x ``width``: the downsampled size)."""
+    def graph_key(self, refine: bool, need_fgr: bool) -> str:
+        """Digest of everything the converted graph depends on (any working size runs on it)."""
         semantics = self.model.semantics
-        parts = {"weights_sha256": self.weights_sha256, "size": [height, width], "refine": refine,
-                 "need_fgr": need_fgr, "semantics": [semantics.name, semantics.mean, semantics.std, semantics.inv_std],
+        parts = {"weights_sha256": self.weights_sha256, "refine": refine, "need_fgr": need_fgr,
+                 "semantics": [semantics.name, semantics.mean, semantics.std, semantics.inv_std],
                  "refiner": self.model.refiner_name, "network_code": _network_code_digest(),
                  "openvino": import_openvino().__version__, "torch": torch.__version__}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
-    def graph_path(self, height: int, width: int, refine: bool, need_fgr: bool) -> Path:
-        key = self.graph_key(height, width, refine, need_fgr)
+    def graph_path(self, refine: bool, need_fgr: bool) -> Path:
         kind = f"{'refine' if refine else 'plain'}-{'fgr' if need_fgr else 'alpha'}"
-        return self.cache / f"rvm-{height}x{width}-{kind}-{key}" / "model.xml"
+        return self.cache / f"rvm-{kind}-{self.graph_key(refine, need_fgr)}" / "model.xml"
 
     def _build(self, path: Path, height: int, width: int, refine: bool, need_fgr: bool) -> None:
-        """Traces and converts the network, then puts the IR in place atomically (a folder renamed whole)."""
+        """Traces (at one working size) and converts the network, then puts the IR in place atomically (a folder
+        renamed whole)."""
         ov = import_openvino()
         shapes = state_shapes(self.model, height, width)
         example = (torch.zeros(1, 3, height, width), *(torch.zeros(s) for s in shapes))
         with warnings.catch_warnings():
-            # The tracer warns about the shape tests in the network (the graph is built for this one shape),
-            # and that it is deprecated (OpenVINO's converter uses it for modules given as they are).
+            # The tracer warns about the shape tests in the network (the crops to a skip connection's size are
+            # traced as shape operations, so they hold at any size: tests/test_backends.py), and that it is
+            # deprecated (OpenVINO's converter uses it for modules given as they are).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            # Static input shapes: the traced graph holds for this shape only, and OpenVINO plans memory for it.
+            # Height and width left open: one conversion serves every working size.
+            open_sizes = [[1, 3, -1, -1]] + [[1, shape[1], -1, -1] for shape in shapes]
             graph = ov.convert_model(FrameGraph(self.model, refine, need_fgr), example_input=example,
-                                     input=[list(tensor.shape) for tensor in example])
+                                     input=open_sizes)
         path.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent.parent))
         try:
@@ -150,27 +154,39 @@ class OpenVinoEngine(MattingEngine):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def compiled(self, height: int, width: int, refine: bool, need_fgr: bool):
-        """The compiled graph for this downsampled shape (built, or read from the cache) and its state shapes."""
+        """The graph compiled for this downsampled shape (converted once, or read from the cache) and its state
+        shapes."""
         key = (height, width, refine, need_fgr)
         with self._lock:
             return self._compiled.get(key) or self._compile(key)
 
     def _compile(self, key: tuple):
-        path = self.graph_path(*key)
+        model, shapes = self.sized_graph(*key)
+        self._compiled[key] = (import_openvino().Core().compile_model(model, "CPU", COMPILE_CONFIG), shapes)
+        return self._compiled[key]
+
+    def sized_graph(self, height: int, width: int, refine: bool, need_fgr: bool):
+        """The converted graph (built here the first time) with its height and width fixed to this working size,
+        uncompiled, and the state's shapes at that size."""
+        path = self.graph_path(refine, need_fgr)
         if not path.is_file():
-            height, width = key[:2]
-            self.notice(f"preparing the CPU graph for the model's working size {width}x{height}, once (runs at "
-                        "this size reuse it)")
+            self.notice("preparing the CPU graph for the model, once (every frame size reuses it)")
             try:
-                self._build(path, *key)
+                self._build(path, height, width, refine, need_fgr)
             except (OSError, RuntimeError) as exc:  # OpenVINO's save_model says only "iostream error"
                 raise VmatteError(f"cannot write the compiled model to {path.parent} ({exc}): free some space "
                                   "there, set VMATTE_HOME to another folder, or use --backend torch") from None
             prune(self.cache, keep=path.parent)
         mark_used(path.parent)
-        compiled = import_openvino().Core().compile_model(path, "CPU", COMPILE_CONFIG)
-        self._compiled[key] = (compiled, [tuple(put.shape) for put in compiled.inputs[1:]])
-        return self._compiled[key]
+        ov = import_openvino()
+        model = ov.Core().read_model(path)
+        # Fixed sizes let OpenVINO plan memory as for a graph converted at this size (same speed, same output).
+        # The frame's size fixes every output's; the state goes in at the size it comes out.
+        frame = ov.PartialShape([1, 3, height, width])
+        model.reshape({model.inputs[0]: frame})
+        shapes = [tuple(output.partial_shape.to_shape()) for output in model.outputs[2:]]
+        model.reshape(dict(zip(model.inputs, [frame, *(ov.PartialShape(list(shape)) for shape in shapes)])))
+        return model, shapes
 
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
