@@ -323,16 +323,21 @@ def _packet_times_trusted(format_name: str, packets: list[_Packet], reorders: bo
     return True
 
 
-def decoded_pictures(container: av.container.InputContainer, stream: av.VideoStream
+def decoded_pictures(container: av.container.InputContainer, stream: av.VideoStream, unwanted_before: int | None = None
                      ) -> Iterator[tuple[av.VideoFrame, str]]:
     """Every picture the decoder outputs, in its order, with the last decoding error seen so far ('' if none).
 
     Decoding goes on with the next packet, as FFmpeg's tools do. With frame threading an error surfaces a few
     packets late, so it is not tied to a picture here: the picture it cost shows up as a gap in the timeline and
-    gets this reason.
+    gets this reason. Pictures shown before pts ``unwanted_before`` that no other picture refers to are not decoded
+    at all (after a seek: on long-GOP footage about half the pictures between the keyframe and the wanted one).
     """
     error = ""
     for packet in container.demux(stream):
+        if unwanted_before is not None:
+            # The decoder reads the setting as each packet goes in, frame threads included.
+            unwanted = packet.pts is not None and packet.pts < unwanted_before
+            stream.codec_context.skip_frame = "NONREF" if unwanted else "DEFAULT"
         try:
             frames = stream.decode(packet)
         except av.FFmpegError as failure:

@@ -88,20 +88,27 @@ class VideoFileSource(FrameSource):
         if start == self.info.frame_count:
             return
         target_pts = self._timeline.pts[start]
-        seek_to = max((seek for pts, seek in self._timeline.keyframes if pts <= target_pts), default=None)
-        if seek_to is not None and seek_to > self.info.start_pts:
-            try:
-                with av.open(self.info.path) as container:
-                    decoded = self._decoded(container, seek_to)
-                    first = next(decoded, None)
-                    if first is not None and first[0] <= start:
-                        for frame in self._matched(_chain(first, decoded), start):
-                            yield frame
-                            start = frame.index + 1
-                        return
-                    decoded.close()
-            except _UnpredictedPicture:
-                pass  # after a seek: the demuxer stamped a picture differently from a linear read
+        keyframe = max((keyframe for keyframe in self._timeline.keyframes if keyframe[0] <= target_pts), default=None)
+        if keyframe is not None and keyframe[1] > self.info.start_pts:
+            # Seeking to the keyframe's pts lands on it where the demuxer indexes by presentation time (MP4,
+            # Matroska); to its decoding time, one GOP early there (twice the decoding). Where the first lands
+            # after the wanted frame, the second is tried.
+            # The picture before the wanted one is decoded too: a damaged wanted frame repeats it, as in a
+            # linear read.
+            wanted_pts = self._timeline.pts[max(start - 1, 0)]
+            for seek_to in dict.fromkeys(keyframe):
+                try:
+                    with av.open(self.info.path) as container:
+                        decoded = self._decoded(container, seek_to, wanted_pts)
+                        first = next(decoded, None)
+                        if first is not None and first[0] <= start:
+                            for frame in self._matched(_chain(first, decoded), start):
+                                yield frame
+                                start = frame.index + 1
+                            return
+                        decoded.close()
+                except _UnpredictedPicture:
+                    pass  # after a seek: the demuxer stamped a picture differently from a linear read
             # Or the demuxer landed after the wanted frame (its index disagrees with the packets' keyframe flags),
             # or where nothing decodes. Decoding from the start is slower but always right.
             log.info("%s: seeking missed frame %d; decoding from the start", self.info.path, start)
@@ -109,9 +116,10 @@ class VideoFileSource(FrameSource):
             yield from self._matched(self._decoded(container, None), start)
 
     def _decoded(
-        self, container: av.container.InputContainer, seek_to: int | None
+        self, container: av.container.InputContainer, seek_to: int | None, wanted_pts: int | None = None
     ) -> Iterator[tuple[int, av.VideoFrame | None, str]]:
-        """(timeline index, frame, reason) for each decoder output; frame is None for a damaged picture."""
+        """(timeline index, frame, reason) for each decoder output; frame is None for a damaged picture. After a
+        seek, pictures before ``wanted_pts`` that nothing refers to are skipped."""
         stream = container.streams[self._timeline.stream_index]
         stream.thread_type = "AUTO"
         if seek_to is not None:
@@ -121,7 +129,8 @@ class VideoFileSource(FrameSource):
             index_of = dict(enumerate(index for index in range(self.info.frame_count) if index not in lost))
         else:
             index_of = {pts: index for index, pts in enumerate(self._timeline.pts)}
-        for position, (frame, error) in enumerate(decoded_pictures(container, stream)):
+        pictures = decoded_pictures(container, stream, wanted_pts if seek_to is not None else None)
+        for position, (frame, error) in enumerate(pictures):
             index = index_of.get(position if self._timeline.by_count else frame.pts)
             if index is None:
                 if seek_to is not None:
