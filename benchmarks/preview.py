@@ -7,14 +7,18 @@ after its own warm-up. Printed per clip: MAD x1e3 and the largest absolute diffe
 full run's at the same frame, the preview's time against the full run's, and the preview's estimate of it.
 
     VMATTE_WEIGHTS=../shared/weights python benchmarks/preview.py CLIP [CLIP ...] [--frames 12] [--warm-ups 4]
-        [--hd-frames N]
+        [--hd-frames N] [--commands]
 
 ``--warm-ups 4,8,16`` previews each clip once per warm-up length (frames matted before each preview frame), against
 the same full run. ``--hd-frames N`` adds a 1920x1080 clip of N frames made from the bedroom sample
 (``throughput.make_clip``, H.264 with x264's default keyframe interval), the kind of clip a preview is for.
+``--commands`` also times, per clip, the two commands a user runs, each a whole process (start-up included), one
+after the other: ``vmatte preview CLIP --out sheet.png`` and the full run ``vmatte CLIP --out alpha.mov``.
 """
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +39,8 @@ def main() -> None:
     parser.add_argument("clips", type=Path, nargs="*")
     parser.add_argument("--hd-frames", type=int, help="also a 1920x1080 clip of this many frames")
     parser.add_argument("--frames", type=int, default=12, help="preview frames per clip")
+    parser.add_argument("--commands", action="store_true",
+                        help="also time vmatte preview and the full run as commands")
     parser.add_argument("--warm-ups", type=lambda text: [int(part) for part in text.split(",")], default=[WARM_UP],
                         help="warm-up lengths to compare (frames before each preview frame)")
     args = parser.parse_args()
@@ -67,7 +73,22 @@ def main() -> None:
                   f"largest difference {max(largest):.3f}; preview {preview_seconds:.1f} s = "
                   f"{100 * preview_seconds / full_seconds:.0f} % of the full run's {full_seconds:.1f} s (estimated "
                   f"{count * seconds_per_frame(previews):.1f} s)", flush=True)
+        if args.commands:
+            commands(clip, args.frames)
     print(f"worst preview frame: MAD x1e3 {worst:.2f}")
+
+
+def commands(clip: Path, frames: int) -> None:
+    """``vmatte preview`` against the full run, each timed as the process a user starts."""
+    seconds = {}
+    with tempfile.TemporaryDirectory() as out:
+        for name, args in {"preview": ["preview", clip, "--frames", frames, "--out", f"{out}/sheet.png"],
+                           "full run": [clip, "--out", f"{out}/alpha.mov", "-q"]}.items():
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "vmatte", *map(str, args)], check=True, capture_output=True)
+            seconds[name] = time.perf_counter() - started
+    print(f"{clip.name}: commands: vmatte preview {seconds['preview']:.1f} s, the full run {seconds['full run']:.1f} s "
+          f"({100 * seconds['preview'] / seconds['full run']:.1f} %)", flush=True)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,8 @@ def test_preview_benchmark_commands_of_the_page(small_clip, weights_dir):
     out = run_benchmark(hd, ["--frames", "3"], {frames: "20"})
     assert re.search(r"bedroom_1920x1080_20.mp4 \(1920x1080, 20 frames\): preview of 3 frames after 4 warm-up "
                      r"frames MAD x1e3 max [\d.]+", out), out
+    assert re.search(r"bedroom_1920x1080_20.mp4: commands: vmatte preview [\d.]+ s, the full run [\d.]+ s", out), \
+        out  # the page's command times the two commands (--commands)
 
 
 def test_statistics_cross_a_process_boundary():

@@ -9,6 +9,7 @@ go on one contact sheet (``contact_sheet.py``), and the time they took gives an 
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import islice
@@ -33,9 +34,9 @@ WARM_UP = 4  # frames before each preview frame (benchmarks/preview.py --warm-up
 class PreviewFrame:
     source: SourceFrame  # indexed in the whole clip
     matte: MattedFrame
-    seconds: float  # its warm-up and matting, decoding included
-    model_seconds: float  # the same without decoding
+    model_seconds: float  # its warm-up (or pre-roll) and matting, decoding left out
     model_frames: int  # frames through the model for it: warm-up (or pre-roll) and those matted
+    alone: bool  # matted with no read beside it: its model time is the model's own
 
 
 @dataclass
@@ -55,21 +56,32 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
     temporal = settings.temporal.for_source(source.info.is_image_sequence)
     ratio = job_ratio(settings, source.info)
 
+    def read(index: int) -> tuple[int, bool, int, list[SourceFrame]]:
+        """(index, pre-rolled, the first frame read as own index, the frames read) for one preview frame."""
+        # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so the
+        # preview does too. Any other frame gets a short warm-up, where a run's range replays the whole shot before
+        # it (docs/pulls.md): the state carried over the ``warm_up`` frames before, with no pre-roll of their own
+        # (docs/review.md states the bound this gives).
+        preroll = index == 0 and temporal.preroll > 0
+        length = max(1, min(temporal.preroll, span.end - index)) if preroll else 1
+        one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
+        earliest = 0 if preroll else max(one.earliest, -warm_up)
+        # The warm-up's frames and the frame's in one read: each read seeks and decodes from the keyframe before
+        # them, which on long-GOP footage takes about as long as the model.
+        return index, preroll, earliest, list(islice(one.context_frames(earliest), length - earliest))
+
     def matted() -> Iterator[PreviewFrame]:
+        # The next frame is read while the model mattes this one (each read opens the file on its own), except
+        # around the second frame and the last, whose model times (with nothing beside them) give the estimate.
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-read")
         try:
-            for index in evenly_spaced(span.first, span.end, count):
-                started = time.perf_counter()
-                # The clip's first frame has nothing before it: a full run pre-rolls over the frames after it, so
-                # the preview does too. Any other frame gets a short warm-up, where a run's range replays the
-                # whole shot before it (docs/pulls.md): the state carried over the ``warm_up`` frames before,
-                # with no pre-roll of their own (docs/review.md states the bound this gives).
-                preroll = index == 0 and temporal.preroll > 0
-                length = max(1, min(temporal.preroll, span.end - index)) if preroll else 1
-                one = RangeSource(source, FrameRange(index, index + length))  # not closed: that closes the clip
-                earliest = 0 if preroll else max(one.earliest, -warm_up)
-                # The warm-up's frames and the frame's in one read: each read seeks and decodes from the keyframe
-                # before them, which on long-GOP footage takes longer than the model.
-                decoded = list(islice(one.context_frames(earliest), length - earliest))
+            indices = evenly_spaced(span.first, span.end, count)
+            pending = reader.submit(read, indices[0])
+            for position, following in enumerate([*indices[1:], None]):
+                index, preroll, earliest, decoded = pending.result()
+                alone = position == 1 or following is None
+                if following is not None and not alone:
+                    pending = reader.submit(read, following)
                 frames = decoded[-earliest:]
                 model_started = time.perf_counter()
                 stream = MattingStream(engine, ratio, temporal if preroll else replace(temporal, preroll=0),
@@ -80,13 +92,15 @@ def preview_frames(settings: JobSettings, engine: MattingEngine | EnsembleEngine
                     model_frames = stream.warm_up(partial(_frames_from, decoded, earliest), earliest)
                 matte = next(item for item in stream.push(frames[:1]) + stream.finish()
                              if isinstance(item, MattedFrame))
-                finished = time.perf_counter()
+                model_seconds = time.perf_counter() - model_started
+                if following is not None and alone:
+                    pending = reader.submit(read, following)
                 pts = source.pts[index]  # the range's own frame is moved to where the clip starts
                 clip_frame = SourceFrame(index, pts, float((pts - source.info.start_pts) * source.info.time_base),
                                          frames[0].rgb)
-                yield PreviewFrame(clip_frame, matte, finished - started, finished - model_started,
-                                   model_frames + 1)
+                yield PreviewFrame(clip_frame, matte, model_seconds, model_frames + 1, alone)
         finally:
+            reader.shutdown(wait=False, cancel_futures=True)
             source.close()
 
     return source.info, span.frames, matted()
@@ -98,9 +112,10 @@ def _frames_from(decoded: list[SourceFrame], earliest: int, start: int) -> Itera
 
 
 def seconds_per_frame(frames: list[PreviewFrame]) -> float:
-    """Model seconds per frame: the median over the preview frames (the first left out where there are others:
-    it includes compiling the model)."""
-    timed = frames[1:] or frames
+    """Model seconds per frame: the median over the preview frames matted alone (a read beside the model slows
+    it more than a full run's decoding does), the first left out where there are others (it includes compiling
+    the model)."""
+    timed = [frame for frame in frames[1:] if frame.alone] or frames
     return median(frame.model_seconds / frame.model_frames for frame in timed)
 
 
