@@ -1,9 +1,10 @@
 """Hardening (docs/robustness.md): Ctrl-C and SIGTERM at every moment of a real ``python -m vmatte`` process
-(start-up imports, model load, the first chunk, a second signal, a batch) end in one line with exit 130/143, and
-the same command then resumes to exactly the uninterrupted output; errors that need no model come before PyTorch
-is imported; outputs keep what the source was (constant or variable rate, MP4-playable audio, WebM alpha seen);
-the page's commands run."""
+(start-up imports, model load, the first chunk, a second signal, a batch, a batch on Ray) end in one line with exit
+130/143, and the same command then resumes to exactly the uninterrupted output; errors that need no model come
+before PyTorch is imported; outputs keep what the source was (constant or variable rate, MP4-playable audio, WebM
+alpha seen); the page's commands run."""
 
+import importlib.util
 import os
 import re
 import shlex
@@ -170,6 +171,48 @@ def test_a_batch_interrupted_after_its_first_clip_finishes_the_rest_when_run_aga
         actual = alpha_and_times(tmp_path / "mattes" / name)
         assert np.array_equal(expected[0], actual[0]) and expected[1] == actual[1]
 
+
+
+def anyone_holds(lock: Path) -> bool:
+    """Whether any process has ``lock`` open: on Ray the clip runs in a worker process, not the one started."""
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(lock) for fd in fds.iterdir()):
+                return True
+        except OSError:  # another user's process, or one that ended while looking
+            continue
+    return False
+
+
+# On a local Ray instance: during start-up (imports, Ray starting), and once the first clip runs in a worker (a
+# SIGTERM, which Ray's own handler had turned into a stack dump and exit 1, and a second Ctrl-C).
+RAY_MOMENTS = [(signal.SIGINT, 4.0, False), (signal.SIGTERM, None, False), (signal.SIGINT, None, True)]
+
+
+@pytest.mark.skipif(os.environ.get("CI", "").lower() != "true" and not importlib.util.find_spec("ray"),
+                    reason="Ray is not installed: pip install 'vmatte[ray]' (CI installs it)")
+def test_a_signal_to_a_batch_on_ray_is_one_line_and_the_same_command_finishes_it_exactly(folder, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a.mov", "b.mov"):
+        (clips / name).symlink_to(folder / "clip.mov")
+    args = [clips, "--out-dir", tmp_path / "mattes", "--out-template", "alpha={stem}.mov", "--chunk", "2",
+            "--ray", "local", "-q"]
+    lock = (tmp_path / "mattes" / ".a.mov.vmatte" / LOCK).resolve()
+    for signum, seconds, again in RAY_MOMENTS:
+        process = start(args, tmp_path)
+        if seconds is None:
+            wait_until(lambda p=process: p.poll() is not None or anyone_holds(lock), timeout=300)
+        else:
+            wait_until(lambda p=process: handlers_installed(p))
+            time.sleep(seconds)
+        assert interrupt(process, signum, again), "the batch finished before the signal"
+    result = run(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = alpha_and_times(folder / "reference" / "alpha.mov")
+    for name in ("a.mov", "b.mov"):
+        actual = alpha_and_times(tmp_path / "mattes" / name)
+        assert np.array_equal(expected[0], actual[0]) and expected[1] == actual[1]
 
 NEEDS_NO_TORCH = """
 import sys

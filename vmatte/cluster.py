@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
+from . import interrupts
 from .batch import (
     BATCH_INTERRUPTED,
     DONE,
@@ -77,6 +78,7 @@ def connect(address: str) -> bool:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, **extra)
     except (ConnectionError, RuntimeError, ValueError, SystemExit) as exc:  # Ray exits when no cluster answers
         raise VmatteError(f"--ray {address}: cannot connect ({exc or 'no Ray cluster answered there'})") from None
+    interrupts.reclaim()
     return True
 
 

@@ -55,6 +55,13 @@ def install() -> None:
     _State.installed = True
 
 
+def reclaim() -> None:
+    """Puts vmatte's handlers back where a library has replaced them (Ray's core worker installs a SIGTERM handler
+    that prints a stack dump and exits 1); only in a process that ``install``ed them."""
+    if _State.installed:
+        install()
+
+
 def exit_code() -> int:
     """The shell's code for the signal received: 130 for SIGINT, 143 for SIGTERM."""
     return 128 + (_State.received or signal.SIGINT)
