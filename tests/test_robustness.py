@@ -156,21 +156,31 @@ def test_a_signal_at_any_moment_is_one_line_and_the_same_command_resumes_exactly
 
 
 def test_a_batch_interrupted_after_its_first_clip_finishes_the_rest_when_run_again(folder, tmp_path):
+    args = [two_clips(folder, tmp_path), "--out-dir", tmp_path / "mattes", "--out-template", "alpha={stem}.mov",
+            "--chunk", "2", "-q"]
+    process = start(args, tmp_path)
+    wait_until(lambda: (tmp_path / "mattes" / "a.mov").exists() or process.poll() is not None, timeout=300)
+    interrupt(process, signal.SIGINT)
+    assert_batch_finishes_exactly(args, folder, tmp_path / "mattes")
+
+
+def two_clips(folder: Path, tmp_path: Path) -> Path:
+    """A folder of two clips (a.mov, b.mov), each the module's clip."""
     clips = tmp_path / "clips"
     clips.mkdir()
     for name in ("a.mov", "b.mov"):
         (clips / name).symlink_to(folder / "clip.mov")
-    args = [clips, "--out-dir", tmp_path / "mattes", "--out-template", "alpha={stem}.mov", "--chunk", "2", "-q"]
-    process = start(args, tmp_path)
-    wait_until(lambda: (tmp_path / "mattes" / "a.mov").exists() or process.poll() is not None, timeout=300)
-    interrupt(process, signal.SIGINT)
-    result = run(args, tmp_path)
+    return clips
+
+
+def assert_batch_finishes_exactly(args: list, folder: Path, mattes: Path) -> None:
+    """The same command, run again, finishes the batch: each clip's matte is the uninterrupted reference."""
+    result = run(args, mattes.parent)
     assert result.returncode == 0, result.stderr
     expected = alpha_and_times(folder / "reference" / "alpha.mov")
     for name in ("a.mov", "b.mov"):
-        actual = alpha_and_times(tmp_path / "mattes" / name)
+        actual = alpha_and_times(mattes / name)
         assert np.array_equal(expected[0], actual[0]) and expected[1] == actual[1]
-
 
 
 def anyone_holds(lock: Path) -> bool:
@@ -192,12 +202,8 @@ RAY_MOMENTS = [(signal.SIGINT, 4.0, False), (signal.SIGTERM, None, False), (sign
 @pytest.mark.skipif(os.environ.get("CI", "").lower() != "true" and not importlib.util.find_spec("ray"),
                     reason="Ray is not installed: pip install 'vmatte[ray]' (CI installs it)")
 def test_a_signal_to_a_batch_on_ray_is_one_line_and_the_same_command_finishes_it_exactly(folder, tmp_path):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for name in ("a.mov", "b.mov"):
-        (clips / name).symlink_to(folder / "clip.mov")
-    args = [clips, "--out-dir", tmp_path / "mattes", "--out-template", "alpha={stem}.mov", "--chunk", "2",
-            "--ray", "local", "-q"]
+    args = [two_clips(folder, tmp_path), "--out-dir", tmp_path / "mattes", "--out-template", "alpha={stem}.mov",
+            "--chunk", "2", "--ray", "local", "-q"]
     lock = (tmp_path / "mattes" / ".a.mov.vmatte" / LOCK).resolve()
     for signum, seconds, again in RAY_MOMENTS:
         process = start(args, tmp_path)
@@ -207,12 +213,8 @@ def test_a_signal_to_a_batch_on_ray_is_one_line_and_the_same_command_finishes_it
             wait_until(lambda p=process: handlers_installed(p))
             time.sleep(seconds)
         assert interrupt(process, signum, again), "the batch finished before the signal"
-    result = run(args, tmp_path)
-    assert result.returncode == 0, result.stderr
-    expected = alpha_and_times(folder / "reference" / "alpha.mov")
-    for name in ("a.mov", "b.mov"):
-        actual = alpha_and_times(tmp_path / "mattes" / name)
-        assert np.array_equal(expected[0], actual[0]) and expected[1] == actual[1]
+    assert_batch_finishes_exactly(args, folder, tmp_path / "mattes")
+
 
 NEEDS_NO_TORCH = """
 import sys
