@@ -118,8 +118,9 @@ def test_one_conversion_serves_every_working_size(weights_dir, model, weights, t
     engine = load_on_backend(model, weights_dir / weights, device=CPU, backend="openvino", notice=lambda _: None)
     reference = load_on_backend(model, weights_dir / weights, device=CPU, backend="torch", notice=lambda _: None)
     generator = torch.Generator().manual_seed(0)
-    # At ratio 0.5 the working sizes are 72x128, 97x61 and 121x215, and the guided filter is in the graph.
-    for height, width in [(144, 256), (194, 122), (242, 430)]:
+    # At ratio 0.5 the working sizes are 72x128, 97x61, 121x215 and 16x30 (its deepest feature map 1 pixel high),
+    # and the guided filter is in the graph.
+    for height, width in [(144, 256), (194, 122), (242, 430), (32, 60)]:
         frames = torch.rand(3, 3, height, width, generator=generator)
         compiled, reference_out = engine.run(frames, None, 0.5, False), reference.run(frames, None, 0.5, False)
         assert compiled.pha.shape == reference_out.pha.shape

@@ -181,11 +181,11 @@ class OpenVinoEngine(MattingEngine):
         ov = import_openvino()
         model = ov.Core().read_model(path)
         # Fixed sizes let OpenVINO plan memory as for a graph converted at this size (same speed, same output).
-        # The frame's size fixes every output's; the state goes in at the size it comes out.
-        frame = ov.PartialShape([1, 3, height, width])
-        model.reshape({model.inputs[0]: frame})
-        shapes = [tuple(output.partial_shape.to_shape()) for output in model.outputs[2:]]
-        model.reshape(dict(zip(model.inputs, [frame, *(ov.PartialShape(list(shape)) for shape in shapes)])))
+        # The state's sizes come from the network itself: where a feature map is 1 pixel high or wide, the
+        # graph's own shape inference cannot tell them (the ConvGRU broadcasts it against the state).
+        shapes = state_shapes(self.model, height, width)
+        model.reshape(dict(zip(model.inputs, [ov.PartialShape(list(shape))
+                                              for shape in [(1, 3, height, width), *shapes]])))
         return model, shapes
 
     @torch.inference_mode()
