@@ -126,11 +126,10 @@ class OpenVinoEngine(MattingEngine):
         kind = f"{'refine' if refine else 'plain'}-{'fgr' if need_fgr else 'alpha'}"
         return self.cache / f"rvm-{kind}-{self.graph_key(refine, need_fgr)}" / "model.xml"
 
-    def _build(self, path: Path, height: int, width: int, refine: bool, need_fgr: bool) -> None:
-        """Traces (at one working size) and converts the network, then puts the IR in place atomically (a folder
-        renamed whole)."""
+    def _build(self, path: Path, height: int, width: int, shapes: list[tuple], refine: bool, need_fgr: bool) -> None:
+        """Traces (at one working size, its state's ``shapes``) and converts the network, then puts the IR in place
+        atomically (a folder renamed whole)."""
         ov = import_openvino()
-        shapes = state_shapes(self.model, height, width)
         example = (torch.zeros(1, 3, height, width), *(torch.zeros(s) for s in shapes))
         with warnings.catch_warnings():
             # The tracer warns about the shape tests in the network (the crops to a skip connection's size are
@@ -169,10 +168,13 @@ class OpenVinoEngine(MattingEngine):
         """The converted graph (built here the first time) with its height and width fixed to this working size,
         uncompiled, and the state's shapes at that size."""
         path = self.graph_path(refine, need_fgr)
+        # The state's sizes come from the network itself: where a feature map is 1 pixel high or wide, the graph's
+        # own shape inference cannot tell them (the ConvGRU broadcasts it against the state).
+        shapes = state_shapes(self.model, height, width)
         if not path.is_file():
             self.notice("preparing the CPU graph for the model, once (every frame size reuses it)")
             try:
-                self._build(path, height, width, refine, need_fgr)
+                self._build(path, height, width, shapes, refine, need_fgr)
             except (OSError, RuntimeError) as exc:  # OpenVINO's save_model says only "iostream error"
                 raise VmatteError(f"cannot write the compiled model to {path.parent} ({exc}): free some space "
                                   "there, set VMATTE_HOME to another folder, or use --backend torch") from None
@@ -181,9 +183,6 @@ class OpenVinoEngine(MattingEngine):
         ov = import_openvino()
         model = ov.Core().read_model(path)
         # Fixed sizes let OpenVINO plan memory as for a graph converted at this size (same speed, same output).
-        # The state's sizes come from the network itself: where a feature map is 1 pixel high or wide, the
-        # graph's own shape inference cannot tell them (the ConvGRU broadcasts it against the state).
-        shapes = state_shapes(self.model, height, width)
         model.reshape(dict(zip(model.inputs, [ov.PartialShape(list(shape))
                                               for shape in [(1, 3, height, width), *shapes]])))
         return model, shapes
