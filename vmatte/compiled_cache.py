@@ -1,7 +1,8 @@
-"""The cache of compiled CPU graphs (``$VMATTE_HOME/compiled``): one folder per graph, which the OpenVINO backend
-converts once per model and settings, for every working size (``inference_openvino.py``).
+"""The cache of prepared models (``$VMATTE_HOME/compiled``), one folder each: the CPU graphs the OpenVINO backend
+converts once per model and settings, for every working size (``inference_openvino.py``), and weights imported
+from another format as a PyTorch state dict (``models/imported.py``).
 
-Each graph is about 15 MB and other weights, semantics or library versions add one, so the cache is bounded:
+Each is about 15 MB and other weights, semantics or library versions add one, so the cache is bounded:
 after a build, the graphs used least recently go until the cache fits ``VMATTE_COMPILED_CACHE_MB`` (default 500).
 A graph's use is its folder's modification time, renewed whenever a run loads it. ``vmatte cache`` lists and clears
 it. Nothing here imports PyTorch or OpenVINO, so the command answers at once.
@@ -9,7 +10,9 @@ it. Nothing here imports PyTorch or OpenVINO, so the command answers at once.
 
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from .errors import VmatteError
 from .models.weights import cache_dir
 
 DEFAULT_LIMIT_MB = 500
-GRAPH_PREFIX = "rvm-"  # graph folders; a build in progress is a hidden ".build-" folder beside them
+GRAPH_PREFIX = "rvm-"  # cached folders; one being written is a hidden ".build-" folder beside them
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,20 @@ def graphs(folder: Path | None = None) -> list[Graph]:
         except OSError:  # removed meanwhile by another run
             continue
     return sorted(found, key=lambda graph: graph.used)
+
+
+def put_in_place(folder: Path, write: Callable[[Path], None]) -> None:
+    """Makes ``folder`` whole or not at all: ``write`` fills a hidden folder beside it, which is then renamed."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    try:
+        write(tmp)
+        tmp.rename(folder)
+    except OSError:
+        if not folder.is_dir():  # another process may have put the same folder in place first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mark_used(graph_folder: Path) -> None:

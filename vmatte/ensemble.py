@@ -55,6 +55,11 @@ class EnsembleEngine:
     def describe(self) -> str:
         return f"{self.engine.describe()}, passes {'+'.join(str(p) for p in self.ensemble.passes)}"
 
+    def state_after(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
+                    need_fgr: bool = True) -> list | None:
+        # The region passes' windows follow the mattes: the state needs the whole run.
+        return self.run(frames, state, downsample_ratio, need_fgr=False).state
+
     @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:

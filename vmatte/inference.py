@@ -105,6 +105,17 @@ class MattingEngine:
         return ", ".join(parts)
 
     @torch.inference_mode()
+    def state_after(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
+                    need_fgr: bool = True) -> list | None:
+        """The recurrent state after ``frames``, without their mattes: what pre-roll and warm-up need, so the
+        guided filter and the full-resolution step are skipped (the state comes before them). ``need_fgr`` says
+        which outputs the run mattes with: a compiled backend then advances on the graph it already has."""
+        if not self.recurrent:
+            return None
+        base, _ = self.model.working_frames(frames.to(self.device, self.dtype, non_blocking=True), downsample_ratio)
+        return self.model.low_resolution(base, state or [None] * 4, False, False)[1]
+
+    @torch.inference_mode()
     def run(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
             need_fgr: bool = True) -> MattingOutput:
         """frames: (T, 3, H, W) float in [0, 1] on any device. Returns outputs (1, T, ...) in float32 on the CPU

@@ -19,9 +19,7 @@ and resume (``temporal.py``, ``resume.py``) work unchanged.
 
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -31,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import models
-from .compiled_cache import compiled_dir, mark_used, prune
+from .compiled_cache import compiled_dir, mark_used, prune, put_in_place
 from .errors import VmatteError
 from .inference import MattingEngine
 from .models.matting_network import MattingNetwork, MattingOutput, full_resolution
+from .models.weights import network_code_digest
 
 # fp32 explicitly: on CPUs with bf16 units OpenVINO would otherwise lower the precision by itself.
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -74,14 +72,6 @@ class FrameGraph(torch.nn.Module):
         return x, y, *state
 
 
-def _network_code_digest() -> str:
-    """The network's source: a changed layer must not reuse a graph built from the old code."""
-    digest = hashlib.sha256()
-    for source in sorted(Path(models.__file__).parent.glob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
-
-
 def state_shapes(network: MattingNetwork, height: int, width: int) -> list[tuple]:
     """Shapes of r1..r4 for one downsampled frame: the network's own run on a blank frame says them exactly."""
     with torch.inference_mode():
@@ -118,7 +108,7 @@ class OpenVinoEngine(MattingEngine):
         semantics = self.model.semantics
         parts = {"weights_sha256": self.weights_sha256, "refine": refine, "need_fgr": need_fgr,
                  "semantics": [semantics.name, semantics.mean, semantics.std, semantics.inv_std],
-                 "refiner": self.model.refiner_name, "network_code": _network_code_digest(),
+                 "refiner": self.model.refiner_name, "network_code": network_code_digest(),
                  "openvino": import_openvino().__version__, "torch": torch.__version__}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -141,16 +131,8 @@ class OpenVinoEngine(MattingEngine):
             open_sizes = [[1, 3, -1, -1]] + [[1, shape[1], -1, -1] for shape in shapes]
             graph = ov.convert_model(FrameGraph(self.model, refine, need_fgr), example_input=example,
                                      input=open_sizes)
-        path.parent.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent.parent))
-        try:
-            ov.save_model(graph, tmp / path.name, compress_to_fp16=False)  # keep the weights float32
-            tmp.rename(path.parent)
-        except OSError:
-            if not path.is_file():  # another process may have put the same graph in place first
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # keep the weights float32
+        put_in_place(path.parent, lambda folder: ov.save_model(graph, folder / path.name, compress_to_fp16=False))
 
     def compiled(self, height: int, width: int, refine: bool, need_fgr: bool):
         """The graph compiled for this downsampled shape (converted once, or read from the cache) and its state
@@ -192,6 +174,18 @@ class OpenVinoEngine(MattingEngine):
             need_fgr: bool = True) -> MattingOutput:
         fine = frames.float()
         base, refine = self.model.working_frames(fine, downsample_ratio)
+        x, y, state = self._network(base, state, refine, need_fgr)
+        fgr, pha = full_resolution(torch.from_numpy(x), torch.from_numpy(y), fine, refine, need_fgr)
+        return MattingOutput(fgr[None] if need_fgr else None, pha[None], state)
+
+    @torch.inference_mode()
+    def state_after(self, frames: torch.Tensor, state: list | None, downsample_ratio: float,
+                    need_fgr: bool = True) -> list:
+        base, refine = self.model.working_frames(frames.float(), downsample_ratio)
+        return self._network(base, state, refine, need_fgr)[2]
+
+    def _network(self, base: torch.Tensor, state: list | None, refine: bool, need_fgr: bool):
+        """The compiled graph over the downsampled frames, one per call: (x, y) for all of them, and the state."""
         compiled, shapes = self.compiled(*base.shape[2:], refine, need_fgr)
         request = compiled.create_infer_request()
         if state is None:
@@ -204,6 +198,4 @@ class OpenVinoEngine(MattingEngine):
             x, y, *state = [tensor.data.copy() for tensor in request.output_tensors]  # the request reuses its memory
             xs.append(x)
             ys.append(y)
-        fgr, pha = full_resolution(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), fine,
-                                   refine, need_fgr)
-        return MattingOutput(fgr[None] if need_fgr else None, pha[None], [torch.from_numpy(r) for r in state])
+        return np.concatenate(xs), np.concatenate(ys), [torch.from_numpy(r) for r in state]

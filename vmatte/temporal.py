@@ -143,8 +143,8 @@ class MattingStream:
         preroll_end = min([shot + preroll, *(start for start in starts if start > shot)])
         self._start_shot([_Pending(frame, None, False) for frame in islice(frames_from(shot), preroll_end - shot)])
         for batch in chunks(islice(frames_from(shot), first - shot), self.chunk):
-            self.state = self.engine.run(frames_to_tensor(batch), self.state, self.downsample_ratio,
-                                         need_fgr=False).state
+            self.state = self.engine.state_after(frames_to_tensor(batch), self.state, self.downsample_ratio,
+                                                 self.need_fgr)
             last = batch[-1]
         self.last_thumbnail = thumbnail(last.rgb) if self.options.cuts else None
         self._warmed_up = True
@@ -196,7 +196,7 @@ class MattingStream:
             return
         for start in range(0, len(items), self.chunk):
             batch = _stack(items[start : start + self.chunk])
-            self.state = self.engine.run(batch, self.state, self.downsample_ratio, need_fgr=False).state
+            self.state = self.engine.state_after(batch, self.state, self.downsample_ratio, self.need_fgr)
 
     def _matte(self, items: list[_Pending]) -> list:
         del self._pending[: len(items)]
@@ -260,7 +260,7 @@ def frames_to_tensor(frames: list[SourceFrame]) -> torch.Tensor:
     and the convolutions run faster in it."""
     batch = np.stack([f.rgb for f in frames])
     scale = np.float32(255.0 if batch.dtype == np.uint8 else 65535.0)
-    # The same float32 values PyTorch's division gives, 2-3x faster at HD sizes (NumPy's large arrays get huge pages).
+    # The same float32 values PyTorch's division gives, faster (9 against 11.6 ms for four 1080p frames).
     return torch.from_numpy(np.divide(batch, scale, dtype=np.float32)).permute(0, 3, 1, 2)
 
 

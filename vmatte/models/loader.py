@@ -8,6 +8,7 @@ import torch
 
 from ..errors import VmatteError
 from .folding import fold_batchnorm
+from .imported import cached_import
 from .matting_network import MattingNetwork
 from .onnx_release import import_onnx
 from .semantics import BY_NAME, ONNX_EXPORT, TORCH
@@ -80,7 +81,7 @@ def load_rvm(path: Path, semantics: str = "torch", refiner: str | None = None) -
         variant, refiner, absent = "mobilenetv3", "fast_guided_filter", ABSENT_PREFIXES
     else:
         if path.suffix == ".onnx":
-            state, variant = import_onnx(path)
+            state, variant = cached_import(path, import_onnx)
             own_semantics = ONNX_EXPORT
         else:
             state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}

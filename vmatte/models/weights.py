@@ -110,6 +110,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def network_code_digest() -> str:
+    """The network's source (this package): a cache built from the old code must not serve a changed layer."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def verify(model: KnownModel, path: Path) -> None:
     """Checks a found file (or unpacked folder) against the known checksums, naming the file on mismatch."""
     checks = [(path / name, digest) for name, digest in model.unpacked] if model.unpacked else [(path, model.sha256)]
