@@ -29,3 +29,13 @@ def test_a_freed_large_block_is_reused_without_page_faults():
     faults_for_one_block(libc)  # the first block grows the heap
     # Handed back to the kernel on free, each new block would fault in again page by page (16,384 of 4 KiB).
     assert faults_for_one_block(libc) < 256
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages")
+def test_numpy_asks_for_no_huge_pages_once_blocks_are_reused():
+    """Their compaction stalled the first chunks (vmatte/heap.py)."""
+    import numpy as np
+
+    assert reuse_large_blocks()
+    set_madvise = np._core.multiarray._set_madvise_hugepage
+    assert set_madvise(False) is False  # it returns the setting it replaces

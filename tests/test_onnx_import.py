@@ -1,7 +1,9 @@
 """The ONNX release importer: every tensor of the official graph lands where it belongs, the float16 layout reads
 the same way, and a file that is not an RVM release is one clear error."""
 
+import os
 import subprocess
+import sys
 
 import media
 import numpy as np
@@ -187,3 +189,32 @@ def test_resnet50_layout_round_trips(tmp_path):
         out = loaded(src[None], None, 0.5)
     torch.testing.assert_close(out.pha, expected.pha, rtol=0, atol=1e-4)
     torch.testing.assert_close(out.fgr, expected.fgr, rtol=0, atol=1e-4)
+
+
+LOAD_AND_SAVE = """import sys, torch
+from vmatte.models.loader import load_rvm
+torch.save(load_rvm(sys.argv[1]).state_dict(), sys.argv[2])
+print("onnx" in sys.modules)
+"""
+
+
+def test_a_later_run_reads_the_imported_weights_from_the_cache(release, tmp_path):
+    """Importing the release needs the onnx package (0.5-0.9 s to import it); later runs read the same tensors from
+    the cache without it, and a damaged copy there is imported again and replaced."""
+    env = {**os.environ, "VMATTE_HOME": str(tmp_path / "home")}
+
+    def load(name: str) -> tuple[bool, dict]:
+        result = subprocess.run([sys.executable, "-c", LOAD_AND_SAVE, str(release), str(tmp_path / name)], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip() == "True", torch.load(tmp_path / name)
+
+    imported, first = load("first.pt")
+    from_cache, second = load("second.pt")
+    assert imported and not from_cache
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    (saved,) = (tmp_path / "home" / "compiled").glob("rvm-weights-*/state.pt")
+    saved.write_bytes(saved.read_bytes()[:4096])
+    imported_again, third = load("third.pt")
+    assert imported_again and all(torch.equal(first[key], third[key]) for key in first)
+    assert not load("fourth.pt")[0]

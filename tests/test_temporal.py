@@ -39,6 +39,16 @@ def two_shots(samples_dir):
     return small_frames(samples_dir / CLIP_A, 12) + small_frames(samples_dir / CLIP_B, 12)
 
 
+@pytest.mark.parametrize("need_fgr", [False, True])
+def test_the_state_alone_is_the_state_a_run_carries(engine, two_shots, need_fgr):
+    """Pre-roll and warm-up advance the state without the mattes (no full-resolution step): the same state."""
+    frames, state = frames_to_tensor_arrays(two_shots[:4]), None
+    for _ in range(2):
+        alone = engine.state_after(frames, state, 0.5, need_fgr)
+        state = engine.run(frames, state, 0.5, need_fgr).state
+        assert all(torch.equal(a, b) for a, b in zip(alone, state, strict=True))
+
+
 def test_cut_score_separates_cuts_from_motion(two_shots):
     scores = [cut_score(thumbnail(a), thumbnail(b)) for a, b in zip(two_shots, two_shots[1:])]
     cut = scores.pop(11)

@@ -7,6 +7,7 @@ changed layer import again; it lives with the compiled graphs (``compiled_cache.
 """
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def cached_import(path: Path, importer: Callable[[Path], tuple[dict, str]]) -> t
         saved = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
         mark_used(folder)
         return saved["state"], saved["variant"]
-    except Exception:  # absent, or damaged (torch raises many types): import it again
-        pass
+    except Exception:  # absent, or damaged (torch raises many types): import it again, in its place
+        shutil.rmtree(folder, ignore_errors=True)
     state, variant = importer(path)
     try:
         put_in_place(folder, lambda tmp: torch.save({"state": state, "variant": variant}, tmp / STATE_FILE))
