@@ -3,11 +3,15 @@ release in ONNX Runtime (deep guided filter) and OpenCV PNG writing, with the sa
 (8-bit PNG alpha), each run as a whole process and timed from start to exit, taking turns in one run:
 
     VMATTE_WEIGHTS=../shared/weights VMATTE_OFFLINE=1 python benchmarks/onnxruntime_loop.py \\
-        [--heights 1080,720,540] [--frames 150] [--rounds 2]
+        [--heights 1080,720,540] [--frames 150] [--rounds 2] [--network]
 
 Cases: 1920x1080 at ratio 0.25, 1280x720 and 960x540 at the automatic ratio (long side 640 px), clips made from
 the bedroom sample (``throughput.make_clip``). vmatte runs with its defaults (backend ``auto``). The table gives
 each one's median fps over the rounds and vmatte's speed-up, the median of the per-round ratios.
+
+``--network`` adds ONNX Runtime as a backend would use it: the network at its working size (the part vmatte's
+OpenVINO backend runs, ``FrameGraph``) exported to ONNX and run in ONNX Runtime, beside the same graph in OpenVINO,
+ms per frame (median of ``--rounds`` x 10 calls, taking turns): what ``auto`` chooses between on a CPU.
 """
 
 import argparse
@@ -46,6 +50,55 @@ def onnxruntime_loop(clip: Path, out: Path, ratio: float, weights: Path) -> None
             cv2.imwrite(str(out / f"{index:06d}.png"), (pha[0, 0] * 255 + 0.5).astype(np.uint8))
 
 
+NAMES = ["src", "r1", "r2", "r3", "r4"]
+
+
+def network_alone(heights: list[str], rounds: int, work: Path) -> None:
+    """The working-size network in ONNX Runtime (vmatte's graph exported to ONNX) and in OpenVINO, taking turns."""
+    from vmatte.backends import load_on_backend
+
+    engine = load_on_backend("rvm-mobilenetv3-onnx", None, backend="openvino", notice=lambda message: None)
+    print("\n| working size | ONNX Runtime ms/frame | OpenVINO ms/frame | OpenVINO speed-up |")
+    print("| --- | --- | --- | --- |")
+    for (width, height), ratio in [case for case in CASES if str(case[0][1]) in heights]:
+        size = engine.model.semantics.downsampled_size(height, width, ratio or auto_downsample_ratio(height, width))
+        ort_ms, ov_ms = network_times(engine, size, rounds, work / f"network_{size[1]}x{size[0]}.onnx")
+        print(f"| {size[1]}x{size[0]} | {ort_ms:.1f} | {ov_ms:.1f} | {ort_ms / ov_ms:.2f}x |", flush=True)
+
+
+def network_times(engine, size: tuple[int, int], rounds: int, exported: Path) -> tuple[float, float]:
+    """(ONNX Runtime, OpenVINO) ms per call of the network at ``size``, the median of ``rounds`` x 10 calls."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime
+    import openvino
+    import torch
+
+    from vmatte.inference_openvino import COMPILE_CONFIG, FrameGraph, state_shapes
+
+    shapes = state_shapes(engine.model, *size)
+    inputs = [np.random.default_rng(0).random((1, 3, *size), np.float32), *(np.zeros(s, np.float32) for s in shapes)]
+    with warnings.catch_warnings():  # the tracer's notes on the network's shape tests (inference_openvino.py)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(FrameGraph(engine.model, True, False), tuple(map(torch.from_numpy, inputs)), exported,
+                          input_names=NAMES, opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    model, _ = engine.sized_graph(*size, True, False)
+    request = openvino.Core().compile_model(model, "CPU", COMPILE_CONFIG).create_infer_request()
+    calls = [lambda: session.run(None, dict(zip(NAMES, inputs))), lambda: request.infer(inputs)]
+    times: list[list[float]] = [[], []]
+    for call in calls:
+        call()  # first calls allocate
+    for _ in range(rounds):
+        for call, series in zip(calls, times):
+            start = time.perf_counter()
+            for _ in range(10):
+                call()
+            series.append((time.perf_counter() - start) / 10 * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def timed(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -60,6 +113,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, help="Folder for the generated clips (kept between runs).")
+    parser.add_argument("--network", action="store_true", help="Also the network alone: ONNX Runtime and OpenVINO.")
     parser.add_argument("--loop", nargs=3, metavar=("CLIP", "OUT", "RATIO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     weights = find_local(MODELS["rvm-mobilenetv3-onnx"])
@@ -89,6 +143,8 @@ def main() -> None:
         up = statistics.median(a / b for a, b in zip(seconds["loop"], seconds["vmatte"]))
         print(f"| {width}x{height} | {ratio:.3f} | {fps['loop']:.2f} | {fps['vmatte']:.2f} | {up:.2f}x |",
               flush=True)
+    if args.network:
+        network_alone(args.heights.split(","), args.rounds, work)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ ADDED = {"benchmarks/quality.py": ["--frames", "30", "--size", "160x90"],
                                   "8", "--length", "5", "--width", "96", "--warmups", "preroll:4,replay:cut"],
          "benchmarks/onnxruntime_loop.py": ["--heights", "540", "--frames", "4", "--rounds", "1"],
          "benchmarks/first_error.py": ["--rounds", "1"],
+         "benchmarks/startup.py": ["--rounds", "1", "--size", "160x90"],
          "benchmarks/graph_build.py": ["--sizes", "160x90,90x160", "--frames", "1", "--batch-frames", "2"]}
 
 

@@ -342,6 +342,6 @@ def test_the_graph_cache_keeps_to_its_limit_least_recently_used_out_and_the_cach
     assert [graph.path for graph in removed] == [old, compiled / "rvm-older"]
     assert [graph.path for graph in graphs(compiled)] == [in_use, recent]
     listed = CliRunner().invoke(app, ["cache"])
-    assert listed.exit_code == 0 and "rvm-recent" in listed.output and "2 graph(s), 2.0 MB" in listed.output
+    assert listed.exit_code == 0 and "rvm-recent" in listed.output and "2 entries, 2.0 MB" in listed.output
     cleared = CliRunner().invoke(app, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "removed 2 graph(s)" in cleared.output and not graphs(compiled)
+    assert cleared.exit_code == 0 and "removed 2 entries" in cleared.output and not graphs(compiled)

@@ -587,14 +587,14 @@ def models_pull_command(name: str = typer.Argument(..., help="Model name, as 'vm
         say(f"{name}: {path}")
 
 
-cache_app = typer.Typer(help="Converted CPU graphs (one per model and settings): list them, or clear them.",
+cache_app = typer.Typer(help="Converted CPU graphs and imported weights: list them, or clear them.",
                         no_args_is_help=False)
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.callback(invoke_without_command=True)
 def cache_command(context: typer.Context) -> None:
-    """The compiled CPU graphs, least recently used first, with their total and the cache's limit."""
+    """The compiled CPU graphs and imported weights, least recently used first, with their total and the limit."""
     from .compiled_cache import compiled_dir, describe, graphs, limit_bytes
 
     if context.invoked_subcommand is not None:
@@ -603,18 +603,18 @@ def cache_command(context: typer.Context) -> None:
         present = graphs()
         for graph in present:
             typer.echo(describe(graph))
-        typer.echo(f"{len(present)} graph(s), {sum(g.size for g in present) / 1e6:.1f} MB in {compiled_dir()} "
+        typer.echo(f"{len(present)} entries, {sum(g.size for g in present) / 1e6:.1f} MB in {compiled_dir()} "
                    f"(limit {limit_bytes() / 1e6:.0f} MB: VMATTE_COMPILED_CACHE_MB)")
 
 
 @cache_app.command("clear")
 def cache_clear_command() -> None:
-    """Remove every compiled graph (each is built again, once, when a run needs it)."""
+    """Remove every compiled graph and imported weight file (each is made again when a run needs it)."""
     from .compiled_cache import clear
 
     with user_errors():
         removed = clear()
-        typer.echo(f"removed {len(removed)} graph(s), {sum(g.size for g in removed) / 1e6:.1f} MB")
+        typer.echo(f"removed {len(removed)} entries, {sum(g.size for g in removed) / 1e6:.1f} MB")
 
 
 def _version(value: bool) -> None:
