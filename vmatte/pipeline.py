@@ -247,7 +247,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
         def decode() -> None:
             for chunk in chunks(source.frames(start_frame), settings.chunk):
                 stats.see(chunk)
-                _put(decoded, chunk, stop)
+                _put(decoded, (chunk, stream.thumbnails(chunk)), stop)
             _put(decoded, None, stop)
 
         def write() -> None:
@@ -289,7 +289,7 @@ def run_job(settings: JobSettings, *, engine: MattingEngine | None = None,
             for stage in stages:
                 stage.start()
             while (frames := _get(decoded, stop, stages)) is not None:
-                _put(matted, stream.push(frames), stop)
+                _put(matted, stream.push(*frames), stop)
                 check()
                 if on_progress:
                     on_progress(stream.next_frame - first, end - first)

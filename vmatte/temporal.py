@@ -112,9 +112,13 @@ class MattingStream:
         if self.options.smooth == "ofd":
             self._smoother = OneFrameDelaySmoother(self.options.smooth_threshold)
 
-    def push(self, frames: list[SourceFrame]) -> list:
-        for frame in frames:
-            thumb = thumbnail(frame.rgb) if self.options.cuts else None
+    def thumbnails(self, frames: list[SourceFrame]) -> list[np.ndarray | None]:
+        """The cut test's thumbnails of ``frames``: ``push`` takes them made beforehand (in the decoding thread,
+        beside the model) or makes them itself."""
+        return [thumbnail(frame.rgb) if self.options.cuts else None for frame in frames]
+
+    def push(self, frames: list[SourceFrame], thumbnails: list[np.ndarray | None] | None = None) -> list:
+        for frame, thumb in zip(frames, thumbnails or self.thumbnails(frames), strict=True):
             shot_start = (frame.index == self.first_frame and not self._warmed_up) or (
                 thumb is not None and self.last_thumbnail is not None
                 and cut_score(self.last_thumbnail, thumb) > self.options.cut_threshold)
