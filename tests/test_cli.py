@@ -579,3 +579,12 @@ def test_the_program_ends_after_its_exit_handlers_with_its_code(code, returncode
     """The command skips the interpreter's teardown (0.5-0.8 s with PyTorch loaded), not what exit does for it."""
     result = subprocess.run([sys.executable, "-c", ENDS_AT_ONCE, code], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (returncode, "written handler ran\n", stderr)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(samples_dir):
+    """`vmatte info clip | head -1`: the reader goes away; no error line, the shell's SIGPIPE status."""
+    process = subprocess.Popen(["vmatte", "info", str(samples_dir / SMALL)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # before vmatte writes: its first line meets a closed pipe
+    _, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr) == (141, b"")

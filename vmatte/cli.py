@@ -1,5 +1,6 @@
 """The ``vmatte`` command line: parses options and calls the library; nothing else lives here."""
 
+import io
 import os
 import sys
 from contextlib import contextmanager
@@ -54,12 +55,30 @@ def user_errors():
         raise typer.Exit(interrupts.exit_code()) from None
     except typer.Exit:  # an exit code chosen on purpose (a batch with failed clips)
         raise
+    except BrokenPipeError:  # whatever read the output has stopped (`vmatte info clip.mp4 | head -1`): end quietly
+        _discard_stdout()
+        raise typer.Exit(SIGPIPE_EXIT) from None
     except Exception as exc:
         if os.environ.get("VMATTE_DEBUG"):
             raise
         say(f"unexpected {type(exc).__name__}: {exc} (a bug in vmatte: please report it with the output of the "
             "same command run with VMATTE_DEBUG=1)", "[bold red]error:[/] ")
         raise typer.Exit(2) from None
+
+
+SIGPIPE_EXIT = 141  # what a shell reports for a program ended by SIGPIPE, as `head` ends `cat`
+
+
+def _discard_stdout() -> None:
+    """Points standard output at /dev/null, so what is still buffered for the closed pipe is dropped at exit."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests capture it in memory)
+        pass
 
 
 def make_progress(quiet: bool) -> Progress:
