@@ -209,12 +209,16 @@ def test_a_later_run_reads_the_imported_weights_from_the_cache(release, tmp_path
         assert result.returncode == 0, result.stderr
         return result.stdout.strip() == "True", torch.load(tmp_path / name)
 
+    def same(a: dict, b: dict) -> bool:
+        # The segmentation head is not in the release (matting does not use it): it keeps its random initial values.
+        loaded = [key for key in a if not key.startswith("project_seg.")]
+        return a.keys() == b.keys() and len(loaded) > 100 and all(torch.equal(a[key], b[key]) for key in loaded)
+
     imported, first = load("first.pt")
     from_cache, second = load("second.pt")
-    assert imported and not from_cache
-    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    assert imported and not from_cache and same(first, second)
     (saved,) = (tmp_path / "home" / "compiled").glob("rvm-weights-*/state.pt")
     saved.write_bytes(saved.read_bytes()[:4096])
     imported_again, third = load("third.pt")
-    assert imported_again and all(torch.equal(first[key], third[key]) for key in first)
+    assert imported_again and same(first, third)
     assert not load("fourth.pt")[0]
