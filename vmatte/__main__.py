@@ -6,7 +6,7 @@ import atexit
 import os
 import sys
 
-from .interrupts import install
+from .interrupts import flush_output, install
 
 
 def main() -> None:
@@ -29,11 +29,7 @@ def exit_at_once(code: int | str | None) -> None:
         print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
-            pass
+    flush_output()
     os._exit(code or 0)
 
 

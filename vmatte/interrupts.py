@@ -115,14 +115,19 @@ def _handle(signum: int, frame) -> None:
     _exit(None if _State.told else SECOND)
 
 
-def _exit(message: str | None) -> None:
-    """Says ``message`` on stderr and ends the process now: no clean-up code runs, so none can fail half-way."""
-    _ignore_signals()  # the process is ending: a further signal (a second Ctrl-C) must not kill it on the way
+def flush_output() -> None:
+    """Flushes standard output and error before the process ends without the interpreter's own flushing."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError, RuntimeError):  # closed, or the handler interrupted a write to it
+        except (OSError, ValueError, RuntimeError):  # closed, or a signal handler interrupted a write to it
             pass
+
+
+def _exit(message: str | None) -> None:
+    """Says ``message`` on stderr and ends the process now: no clean-up code runs, so none can fail half-way."""
+    _ignore_signals()  # the process is ending: a further signal (a second Ctrl-C) must not kill it on the way
+    flush_output()
     terminal = os.isatty(2)
     # A progress bar may hold the line and have hidden the cursor: start a line of our own, show the cursor again.
     line = (("\r\x1b[2K" if terminal else "") + f"{message}\n" if message else "") + ("\x1b[?25h" if terminal else "")

@@ -150,7 +150,7 @@ class MattingStream:
             self.state = self.engine.state_after(frames_to_tensor(batch), self.state, self.downsample_ratio,
                                                  self.need_fgr)
             last = batch[-1]
-        self.last_thumbnail = thumbnail(last.rgb) if self.options.cuts else None
+        self.last_thumbnail = self.thumbnails([last])[0]
         self._warmed_up = True
         return preroll_end - shot + first - shot
 
